@@ -1,0 +1,528 @@
+//go:build linux
+
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// ErrNotFound is returned by [Datapath.Lookup] for a connection the capture
+// programs did not redirect.
+var ErrNotFound = errors.New("connection not captured")
+
+// Config says where to attach and pin.
+type Config struct {
+	// CgroupPath is the cgroup v2 directory that contains every pod cgroup
+	// of the node. Required.
+	CgroupPath string
+	// PinPath is the bpffs directory under which maps and links are pinned
+	// and from which a restarting agent adopts them. Empty: nothing is
+	// pinned and everything is detached on Close (tests).
+	PinPath string
+	// Events, if set, replaces the object's trace ring buffer so that every
+	// BPF object of the agent writes to one ring.
+	Events *ebpf.Map
+	// TraceConfig, if set, replaces the object's trace filter array.
+	TraceConfig *ebpf.Map
+	// TraceLost, if set, replaces the object's lost-event counter.
+	TraceLost *ebpf.Map
+}
+
+// Settings are the proxy's coordinates and the failure mode.
+type Settings struct {
+	// Proxy4 is the IPv4 address of the outbound listener as a pod reaches
+	// it. Invalid: IPv4 connects are not captured.
+	Proxy4 netip.Addr
+	// Proxy6 is the IPv6 address of the outbound listener. Invalid: IPv6
+	// connects are not captured (IPv4-mapped ones still are).
+	Proxy6 netip.Addr
+	// ProxyPort is the outbound listener's port (15001).
+	ProxyPort uint16
+	// FailClosed refuses captured connects with EPERM while no proxy
+	// listens, instead of letting them go to their original destination.
+	FailClosed bool
+}
+
+// DstKind says why an address is a mesh destination.
+type DstKind uint32
+
+// Kinds of mesh destinations.
+const (
+	DstService DstKind = 1 << 0 // a Service VIP:port
+	DstPod     DstKind = 1 << 1 // a meshed pod IP, any port (port 0)
+)
+
+// State is the desired content of the policy maps, computed by the agent
+// from its model. Sync makes the maps equal to it.
+type State struct {
+	// Members are the pod cgroup ids of the node's pods that are meshed.
+	Members map[uint64]bool
+	// ExcludedPorts are destination ports, per pod cgroup, that bypass
+	// capture (the pod's exclude-outbound-ports annotation).
+	ExcludedPorts map[uint64][]uint16
+	// Destinations are the mesh destinations; a pod IP has port 0.
+	Destinations map[netip.AddrPort]DstKind
+}
+
+// Origin is what the capture programs recorded for a connection.
+type Origin struct {
+	// Dst is the destination the app dialed.
+	Dst netip.AddrPort
+	// CgroupID is the pod cgroup of the connecting socket.
+	CgroupID uint64
+}
+
+// Datapath owns the capture programs, their maps and their links.
+type Datapath struct {
+	cfg Config
+
+	mu     sync.Mutex
+	objs   objects
+	links  map[string]link.Link
+	closed bool
+}
+
+// objects are the parts of the generated collection the agent loads: the
+// test-only program is left out.
+type objects struct {
+	SkeinConnect4     *ebpf.Program `ebpf:"skein_connect4"`
+	SkeinConnect6     *ebpf.Program `ebpf:"skein_connect6"`
+	SkeinGetpeername4 *ebpf.Program `ebpf:"skein_getpeername4"`
+	SkeinGetpeername6 *ebpf.Program `ebpf:"skein_getpeername6"`
+	SkeinSockops      *ebpf.Program `ebpf:"skein_sockops"`
+
+	captureMaps
+}
+
+func (o *objects) Close() error {
+	return errors.Join(closeAll(o.SkeinConnect4, o.SkeinConnect6, o.SkeinGetpeername4,
+		o.SkeinGetpeername6, o.SkeinSockops), o.captureMaps.Close())
+}
+
+func closeAll(progs ...*ebpf.Program) error {
+	var errs []error
+	for _, p := range progs {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// attachment says where each program goes.
+type attachment struct {
+	name   string
+	attach ebpf.AttachType
+	prog   func(*objects) *ebpf.Program
+}
+
+var attachments = []attachment{
+	{"skein_connect4", ebpf.AttachCGroupInet4Connect, func(o *objects) *ebpf.Program { return o.SkeinConnect4 }},
+	{"skein_connect6", ebpf.AttachCGroupInet6Connect, func(o *objects) *ebpf.Program { return o.SkeinConnect6 }},
+	{"skein_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *objects) *ebpf.Program { return o.SkeinGetpeername4 }},
+	{"skein_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *objects) *ebpf.Program { return o.SkeinGetpeername6 }},
+	{"skein_sockops", ebpf.AttachCGroupSockOps, func(o *objects) *ebpf.Program { return o.SkeinSockops }},
+}
+
+// pinnedMaps are the maps whose state outlives the agent (see the package doc).
+var pinnedMaps = []string{
+	"capture_cfg", "members", "excluded_ports", "mesh_dsts", "proxy_listener",
+	"sock_origin", "orig_dst", "verdicts",
+}
+
+// New loads the capture programs and attaches them to cfg.CgroupPath, or,
+// when pinned links exist under cfg.PinPath, swaps the new programs into them.
+func New(cfg Config) (*Datapath, error) {
+	if cfg.CgroupPath == "" {
+		return nil, errors.New("capture config: CgroupPath is required")
+	}
+	spec, err := loadCapture()
+	if err != nil {
+		return nil, fmt.Errorf("load capture spec: %w", err)
+	}
+	d := &Datapath{cfg: cfg, links: make(map[string]link.Link)}
+	if err := d.load(spec); err != nil {
+		return nil, err
+	}
+	if err := d.attach(); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+func (d *Datapath) mapPinDir() string  { return filepath.Join(d.cfg.PinPath, "maps") }
+func (d *Datapath) linkPinDir() string { return filepath.Join(d.cfg.PinPath, "links") }
+
+func (d *Datapath) load(spec *ebpf.CollectionSpec) error {
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{}}
+	if d.cfg.Events != nil {
+		opts.MapReplacements["events"] = d.cfg.Events
+	}
+	if d.cfg.TraceConfig != nil {
+		opts.MapReplacements["trace_cfg"] = d.cfg.TraceConfig
+	}
+	if d.cfg.TraceLost != nil {
+		opts.MapReplacements["trace_lost"] = d.cfg.TraceLost
+	}
+	if d.cfg.PinPath != "" {
+		if err := os.MkdirAll(d.mapPinDir(), 0o700); err != nil {
+			return fmt.Errorf("create pin dir: %w", err)
+		}
+		opts.Maps.PinPath = d.mapPinDir()
+		for _, name := range pinnedMaps {
+			spec.Maps[name].Pinning = ebpf.PinByName
+		}
+	}
+	err := spec.LoadAndAssign(&d.objs, opts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) && d.cfg.PinPath != "" {
+		// A new version changed a map's layout: drop the old pins (the
+		// agent repopulates policy maps; old connections lose their
+		// origin) and load afresh.
+		for _, name := range pinnedMaps {
+			_ = os.Remove(filepath.Join(d.mapPinDir(), name))
+		}
+		err = spec.LoadAndAssign(&d.objs, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("load capture objects: %w", err)
+	}
+	return nil
+}
+
+func (d *Datapath) attach() error {
+	if d.cfg.PinPath != "" {
+		if err := os.MkdirAll(d.linkPinDir(), 0o700); err != nil {
+			return fmt.Errorf("create pin dir: %w", err)
+		}
+	}
+	for _, a := range attachments {
+		prog := a.prog(&d.objs)
+		pin := filepath.Join(d.linkPinDir(), a.name)
+		if d.cfg.PinPath != "" {
+			l, err := link.LoadPinnedLink(pin, nil)
+			if err == nil {
+				if err := l.Update(prog); err != nil {
+					_ = l.Close()
+					return fmt.Errorf("update pinned link %s: %w", a.name, err)
+				}
+				d.links[a.name] = l
+				continue
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("load pinned link %s: %w", a.name, err)
+			}
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: d.cfg.CgroupPath, Attach: a.attach, Program: prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.name, d.cfg.CgroupPath, err)
+		}
+		d.links[a.name] = l
+		if d.cfg.PinPath != "" {
+			if err := l.Pin(pin); err != nil {
+				return fmt.Errorf("pin link %s: %w", a.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Configure writes the proxy's coordinates and the failure mode.
+func (d *Datapath) Configure(s Settings) error {
+	var c captureCaptureConfig
+	if s.Proxy4.IsValid() {
+		if !s.Proxy4.Is4() {
+			return fmt.Errorf("configure capture: Proxy4 %s is not an IPv4 address", s.Proxy4)
+		}
+		c.Proxy4.W = addrWords(s.Proxy4)
+	}
+	if s.Proxy6.IsValid() {
+		if !s.Proxy6.Is6() || s.Proxy6.Is4In6() {
+			return fmt.Errorf("configure capture: Proxy6 %s is not an IPv6 address", s.Proxy6)
+		}
+		c.Proxy6.W = addrWords(s.Proxy6)
+	}
+	c.ProxyPort = s.ProxyPort
+	if s.FailClosed {
+		c.Flags |= 1
+	}
+	if err := d.objs.CaptureCfg.Update(uint32(0), &c, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update capture_cfg: %w", err)
+	}
+	return nil
+}
+
+// SetListener registers the proxy's listening socket as the liveness entry.
+// The kernel removes it when the socket closes.
+func (d *Datapath) SetListener(fd uintptr) error {
+	if err := d.objs.ProxyListener.Update(uint32(0), uint64(fd), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update proxy_listener: %w", err)
+	}
+	return nil
+}
+
+// ClearListener removes the liveness entry, so that connects fail open or
+// closed at once instead of reaching a proxy that is shutting down.
+func (d *Datapath) ClearListener() error {
+	err := d.objs.ProxyListener.Delete(uint32(0))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete proxy_listener: %w", err)
+	}
+	return nil
+}
+
+// ListenerCookie returns the socket cookie of the registered listener, and
+// false if none is registered (no proxy is accepting).
+func (d *Datapath) ListenerCookie() (uint64, bool) {
+	var cookie uint64
+	if err := d.objs.ProxyListener.Lookup(uint32(0), &cookie); err != nil {
+		return 0, false
+	}
+	return cookie, true
+}
+
+// Sync makes the policy maps equal to s.
+func (d *Datapath) Sync(s State) error {
+	var errs []error
+
+	members := make(map[uint64]captureMember, len(s.Members))
+	for id, meshed := range s.Members {
+		var m captureMember
+		if meshed {
+			m.Flags = 1
+		}
+		members[id] = m
+	}
+	errs = append(errs, syncMap(d.objs.Members, members))
+
+	excluded := make(map[captureExcludedKey]uint8)
+	for id, ports := range s.ExcludedPorts {
+		for _, p := range ports {
+			excluded[captureExcludedKey{CgroupId: id, Port: p}] = 1
+		}
+	}
+	errs = append(errs, syncMap(d.objs.ExcludedPorts, excluded))
+
+	dsts := make(map[captureDstKey]captureDstInfo, len(s.Destinations))
+	for ap, kind := range s.Destinations {
+		var k captureDstKey
+		k.Addr.W = addrWords(ap.Addr())
+		k.Port = ap.Port()
+		dsts[k] = captureDstInfo{Flags: uint32(kind)}
+	}
+	errs = append(errs, syncMap(d.objs.MeshDsts, dsts))
+	return errors.Join(errs...)
+}
+
+// syncMap deletes the keys of m that want lacks and writes those it has.
+func syncMap[K comparable, V comparable](m *ebpf.Map, want map[K]V) error {
+	var (
+		k     K
+		v     V
+		stale []K
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if w, ok := want[k]; !ok {
+			stale = append(stale, k)
+		} else if w == v {
+			delete(want, k) // already right
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate %s: %w", m, err)
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete from %s: %w", m, err)
+		}
+	}
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
+			return fmt.Errorf("update %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// Lookup returns the origin of a connection accepted by the proxy, given the
+// connection's remote (the pod) and local (the proxy) addresses, and forgets
+// it. Returns ErrNotFound for a connection that was not captured.
+func (d *Datapath) Lookup(remote, local netip.AddrPort) (Origin, error) {
+	var k captureConnKey
+	k.Src.W = addrWords(remote.Addr())
+	k.Dst.W = addrWords(local.Addr())
+	k.Sport = remote.Port()
+	k.Dport = local.Port()
+	var o captureOrigin
+	if err := d.objs.OrigDst.LookupAndDelete(&k, &o); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return Origin{}, ErrNotFound
+		}
+		return Origin{}, fmt.Errorf("look up orig_dst: %w", err)
+	}
+	return Origin{
+		Dst:      netip.AddrPortFrom(wordsAddr(o.Addr.W), o.Port),
+		CgroupID: o.CgroupId,
+	}, nil
+}
+
+// Verdict is the outcome of one capture decision.
+type Verdict uint32
+
+// Capture verdicts, as counted by the programs (enum verdict in capture.c).
+const (
+	VerdictRedirect     Verdict = 1
+	VerdictNotMember    Verdict = 2
+	VerdictLoopback     Verdict = 3
+	VerdictExcludedPort Verdict = 4
+	VerdictNotMeshDst   Verdict = 5
+	VerdictFailOpen     Verdict = 6
+	VerdictFailClosed   Verdict = 7
+	VerdictNoProxyAddr  Verdict = 8
+	VerdictNotTCP       Verdict = 9
+	verdictMax          Verdict = 10
+)
+
+var verdictNames = [...]string{
+	VerdictRedirect:     "redirected",
+	VerdictNotMember:    "not_member",
+	VerdictLoopback:     "loopback",
+	VerdictExcludedPort: "excluded_port",
+	VerdictNotMeshDst:   "not_mesh_destination",
+	VerdictFailOpen:     "fail_open",
+	VerdictFailClosed:   "fail_closed",
+	VerdictNoProxyAddr:  "no_proxy_address",
+	VerdictNotTCP:       "not_tcp",
+}
+
+func (v Verdict) String() string {
+	if v > 0 && v < verdictMax {
+		return verdictNames[v]
+	}
+	return fmt.Sprintf("verdict(%d)", uint32(v))
+}
+
+// Verdicts returns how many connects got each verdict, summed over CPUs.
+func (d *Datapath) Verdicts() (map[Verdict]uint64, error) {
+	out := make(map[Verdict]uint64)
+	for v := VerdictRedirect; v < verdictMax; v++ {
+		var perCPU []uint64
+		if err := d.objs.Verdicts.Lookup(uint32(v), &perCPU); err != nil {
+			return nil, fmt.Errorf("look up verdicts: %w", err)
+		}
+		var sum uint64
+		for _, n := range perCPU {
+			sum += n
+		}
+		out[v] = sum
+	}
+	return out, nil
+}
+
+// ProgramInfo describes one attached program.
+type ProgramInfo struct {
+	Name   string
+	ID     ebpf.ProgramID
+	LinkID link.ID
+	Pinned bool
+}
+
+// Programs lists the attached programs, sorted by name.
+func (d *Datapath) Programs() []ProgramInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []ProgramInfo
+	for _, a := range attachments {
+		l, ok := d.links[a.name]
+		if !ok {
+			continue
+		}
+		pi := ProgramInfo{Name: a.name, Pinned: d.cfg.PinPath != ""}
+		if info, err := a.prog(&d.objs).Info(); err == nil {
+			pi.ID, _ = info.ID()
+		}
+		if info, err := l.Info(); err == nil {
+			pi.LinkID = info.ID
+		}
+		out = append(out, pi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Maps returns the datapath's maps by name, for fill-ratio metrics and dumps.
+func (d *Datapath) Maps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"capture_cfg":    d.objs.CaptureCfg,
+		"members":        d.objs.Members,
+		"excluded_ports": d.objs.ExcludedPorts,
+		"mesh_dsts":      d.objs.MeshDsts,
+		"proxy_listener": d.objs.ProxyListener,
+		"sock_origin":    d.objs.SockOrigin,
+		"orig_dst":       d.objs.OrigDst,
+		"verdicts":       d.objs.Verdicts,
+	}
+}
+
+// Close releases the agent's handles. Pinned links and maps stay, so capture
+// goes on (failing open or closed while no proxy listens) until a new agent
+// adopts them; without a pin path everything is detached. Idempotent.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	for name, l := range d.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close link %s: %w", name, err))
+		}
+	}
+	d.links = nil
+	errs = append(errs, d.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Cleanup removes everything pinned under pinPath, which detaches the
+// programs once no process holds them. Missing pins are not an error.
+func Cleanup(pinPath string) error {
+	if pinPath == "" {
+		return nil
+	}
+	if err := os.RemoveAll(pinPath); err != nil {
+		return fmt.Errorf("remove pins %s: %w", pinPath, err)
+	}
+	return nil
+}
+
+// addrWords lays an address out as capture.c's struct skein_addr: 16 bytes
+// in network order, IPv4 as IPv4-mapped IPv6.
+func addrWords(a netip.Addr) [4]uint32 {
+	b := a.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[i*4:])
+	}
+	return w
+}
+
+func wordsAddr(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[i*4:], w[i])
+	}
+	return netip.AddrFrom16(b).Unmap()
+}

@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Backend is what the admin API serves; the agent implements it.
+type Backend interface {
+	Status() Status
+	Workloads() []Workload
+}
+
+// Server serves the admin API on a unix socket.
+type Server struct {
+	path    string
+	log     *zap.Logger
+	srv     *http.Server
+	mux     *http.ServeMux
+	backend Backend
+}
+
+// NewServer returns a server for backend on the socket at path.
+func NewServer(path string, backend Backend, log *zap.Logger) (*Server, error) {
+	if path == "" {
+		return nil, errors.New("admin server: a socket path is required")
+	}
+	if backend == nil {
+		return nil, errors.New("admin server: a backend is required")
+	}
+	s := &Server{path: path, log: log.Named("admin"), backend: backend, mux: http.NewServeMux()}
+	s.Handle("GET "+APIVersion+"/status", func(*http.Request) (any, error) { return backend.Status(), nil })
+	s.Handle("GET "+APIVersion+"/workloads", func(*http.Request) (any, error) { return backend.Workloads(), nil })
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// Handle registers a JSON endpoint; pattern is a net/http ServeMux pattern.
+// A handler's error is answered with a 500 and {"error": ...}.
+func (s *Server) Handle(pattern string, h func(*http.Request) (any, error)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			code := http.StatusInternalServerError
+			var he *HTTPError
+			if errors.As(err, &he) {
+				code = he.Code
+			}
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(Error{Error: err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	})
+}
+
+// HandleRaw registers a plain handler, for streams.
+func (s *Server) HandleRaw(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+
+// HTTPError is an error with a status code, e.g. 404 for an unknown pod.
+type HTTPError struct {
+	Code int
+	Msg  string
+}
+
+func (e *HTTPError) Error() string { return e.Msg }
+
+// NotFound returns a 404 error.
+func NotFound(format string, args ...any) error {
+	return &HTTPError{Code: http.StatusNotFound, Msg: fmt.Sprintf(format, args...)}
+}
+
+// BadRequest returns a 400 error.
+func BadRequest(format string, args ...any) error {
+	return &HTTPError{Code: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Run serves until ctx ends. The socket is created with mode 0600 in a
+// directory of mode 0700, replacing a stale socket left by a crash.
+func (s *Server) Run(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("create admin socket dir: %w", err)
+	}
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", s.path)
+	if err != nil {
+		return fmt.Errorf("listen on admin socket %s: %w", s.path, err)
+	}
+	if err := os.Chmod(s.path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("restrict admin socket: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+		_ = os.Remove(s.path)
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("serve admin API: %w", err)
+	}
+}

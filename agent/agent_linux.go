@@ -1,0 +1,375 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/skeinmesh/skein/agent/admin"
+	"github.com/skeinmesh/skein/agent/cgroup"
+	"github.com/skeinmesh/skein/agent/kernel"
+	"github.com/skeinmesh/skein/agent/model"
+	"github.com/skeinmesh/skein/agent/source"
+	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/l7proxy"
+	"github.com/skeinmesh/skein/telemetry"
+)
+
+// Source delivers the cluster's objects: YAML files or the API server.
+type Source interface {
+	Run(ctx context.Context, update func(source.Update)) error
+}
+
+// Agent is the node agent.
+type Agent struct {
+	cfg   Config
+	log   *zap.Logger
+	start time.Time
+
+	features   []kernel.Feature
+	cgroupRoot string
+	pinPath    string
+
+	datapath *capture.Datapath
+	proxy    *l7proxy.Proxy
+	source   Source
+	registry *prometheus.Registry
+
+	applyMu sync.Mutex // serializes apply
+	state   atomic.Pointer[derived]
+	cfgMu   sync.Mutex
+	cfgStat admin.ConfigStatus
+	updates chan source.Update
+	ready   atomic.Bool
+}
+
+// New validates cfg and prepares an agent; Run starts it.
+func New(cfg Config, log *zap.Logger) (*Agent, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	src, err := source.NewFiles(source.FilesConfig{Paths: cfg.ConfigPaths}, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      log,
+		start:    time.Now(),
+		source:   src,
+		registry: prometheus.NewRegistry(),
+		updates:  make(chan source.Update, 1),
+		pinPath:  filepath.Join(cfg.PinRoot, cfg.NodeName, "capture"),
+	}
+	a.cfgStat.Source = fmt.Sprintf("files %v", cfg.ConfigPaths)
+	a.state.Store(build(model.NewSnapshot(), buildInput{node: cfg.NodeName, trustDomain: cfg.TrustDomain}))
+	return a, nil
+}
+
+// Cleanup removes everything an agent of this configuration pinned, which
+// detaches its programs: `skein-agent --cleanup`.
+func Cleanup(cfg Config) error {
+	cfg.setDefaults()
+	if cfg.NodeName == "" {
+		return errors.New("cleanup: node name is required (--node)")
+	}
+	return capture.Cleanup(filepath.Join(cfg.PinRoot, cfg.NodeName))
+}
+
+// Run starts everything and blocks until ctx ends, then shuts down: the
+// listener closes first (so capture fails open or closed at once), in-flight
+// connections drain within DrainTimeout, and pinned capture state stays for
+// the next agent.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	mounts, err := kernel.EnsureMounts()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m.Mounted {
+			a.log.Info("mounted filesystem", zap.String("path", m.Path), zap.String("type", m.FSType))
+		}
+	}
+	a.features = kernel.Probe()
+	for _, f := range a.features {
+		if !f.Available {
+			lvl := zap.InfoLevel
+			if f.Required {
+				lvl = zap.ErrorLevel
+			}
+			a.log.Log(lvl, "kernel feature unavailable", zap.String("feature", f.Name), zap.Bool("required", f.Required), zap.String("detail", f.Detail))
+		}
+	}
+	if missing := kernel.Missing(a.features); len(missing) > 0 {
+		var names []string
+		for _, f := range missing {
+			names = append(names, f.Name)
+		}
+		return fmt.Errorf("kernel lacks required features %v: Skein needs Linux 5.10 or newer with cgroup v2 and BPF enabled", names)
+	}
+
+	if a.cgroupRoot = a.cfg.CgroupRoot; a.cgroupRoot == "" {
+		mount, err := cgroup.Mount2()
+		if err != nil {
+			return err
+		}
+		if a.cgroupRoot, err = cgroup.DefaultPodRoot(mount); err != nil {
+			return err
+		}
+	}
+
+	a.datapath, err = capture.New(capture.Config{CgroupPath: a.cgroupRoot, PinPath: a.pinPath})
+	if err != nil {
+		return fmt.Errorf("start capture: %w", err)
+	}
+	defer func() { err = errors.Join(err, a.datapath.Close()) }()
+	if err := a.datapath.Configure(capture.Settings{
+		Proxy4: a.cfg.ProxyAddr4, Proxy6: a.cfg.ProxyAddr6, ProxyPort: a.cfg.OutboundPort, FailClosed: a.cfg.FailClosed,
+	}); err != nil {
+		return err
+	}
+
+	ln, err := a.listen(ctx)
+	if err != nil {
+		return err
+	}
+	a.proxy, err = l7proxy.New(l7proxy.Config{ConnectTimeout: a.cfg.ConnectTimeout}, a, a.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a.proxy.Update(a.state.Load().table)
+
+	a.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		telemetry.BuildInfo{Version: a.cfg.Version, Commit: a.cfg.Commit},
+	)
+	metrics, err := telemetry.NewServer(telemetry.ServerConfig{Addr: a.cfg.MetricsAddr, Gatherer: a.registry, Ready: a.readyErr}, a.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	adminSrv, err := admin.NewServer(a.cfg.AdminSocket, a, a.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	spawn := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	spawn("config source", func(ctx context.Context) error {
+		return a.source.Run(ctx, func(u source.Update) {
+			select { // keep only the newest update
+			case <-a.updates:
+			default:
+			}
+			a.updates <- u
+		})
+	})
+	spawn("reconciler", a.reconcile)
+	spawn("metrics server", metrics.Run)
+	spawn("admin server", adminSrv.Run)
+
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- a.proxy.Serve(ln) }()
+	a.log.Info("agent started",
+		zap.String("node", a.cfg.NodeName), zap.String("cgroup_root", a.cgroupRoot),
+		zap.Stringer("outbound", ln.Addr()), zap.String("pins", a.pinPath),
+		zap.Bool("fail_closed", a.cfg.FailClosed))
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.Error("agent component failed; shutting down", zap.Error(err))
+	case perr := <-proxyDone:
+		err = fmt.Errorf("proxy stopped: %w", perr)
+	}
+
+	a.ready.Store(false)
+	a.log.Info("shutting down: draining connections", zap.Duration("timeout", a.cfg.DrainTimeout))
+	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
+	if derr := a.proxy.Shutdown(dctx); derr != nil {
+		a.log.Warn("drain incomplete", zap.Error(derr))
+	}
+	dcancel()
+	cancel()
+	wg.Wait()
+	a.log.Info("agent stopped")
+	return err
+}
+
+// listen opens the outbound listener and registers it as the liveness entry.
+func (a *Agent) listen(ctx context.Context) (net.Listener, error) {
+	lc := net.ListenConfig{
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			})
+			return errors.Join(err, serr)
+		},
+	}
+	// A SOCKMAP refuses MPTCP sockets, Go's default for listeners.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", a.cfg.OutboundPort))
+	if err != nil {
+		return nil, fmt.Errorf("listen on outbound port %d: %w", a.cfg.OutboundPort, err)
+	}
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = a.datapath.SetListener(fd) }); err != nil || serr != nil {
+		ln.Close()
+		return nil, errors.Join(err, serr)
+	}
+	return ln, nil
+}
+
+// reconcile applies source updates and re-scans pod cgroups periodically,
+// since a pod's cgroup may appear after the pod object (the kubelet creates
+// it when it starts the pod).
+func (a *Agent) reconcile(ctx context.Context) error {
+	var last source.Update
+	have := false
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u := <-a.updates:
+			last, have = u, true
+			a.apply(last, true)
+		case <-tick.C:
+			if have {
+				a.apply(last, false)
+			}
+		}
+	}
+}
+
+// apply merges an update into the model and pushes the result to the BPF
+// maps and the proxy. fresh says whether the update is new (a periodic
+// re-scan reuses the last one and only bumps the generation on change).
+func (a *Agent) apply(u source.Update, fresh bool) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error("applying configuration panicked; keeping the last good state", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	prev := a.state.Load()
+	cgroups, err := cgroup.ScanPods(a.cgroupRoot)
+	if err != nil {
+		a.log.Warn("scan pod cgroups", zap.Error(err))
+	}
+	snap := prev.snap
+	var errs []string
+	if fresh {
+		var objErrs []*model.ObjectError
+		snap, objErrs = model.Merge(prev.snap, u.Objects)
+		snap.Generation = prev.snap.Generation + 1
+		for _, e := range u.Errors {
+			errs = append(errs, e.Error())
+		}
+		for _, e := range objErrs {
+			errs = append(errs, e.Error())
+		}
+		for _, e := range errs {
+			a.log.Warn("rejected configuration; its last good version keeps serving", zap.String("error", e))
+		}
+	}
+	next := build(snap, buildInput{node: a.cfg.NodeName, trustDomain: a.cfg.TrustDomain, cgroups: cgroups})
+	if !fresh && sameMembers(prev, next) {
+		return
+	}
+	if err := a.datapath.Sync(next.capture); err != nil {
+		a.log.Error("update capture maps", zap.Error(err))
+		errs = append(errs, "update capture maps: "+err.Error())
+	}
+	a.proxy.Update(next.table)
+	a.state.Store(next)
+	a.cfgMu.Lock()
+	a.cfgStat.Generation = snap.Generation
+	a.cfgStat.LastApplied = time.Now()
+	a.cfgStat.Objects = snap.Counts()
+	if fresh {
+		a.cfgStat.Errors = errs
+	}
+	a.cfgMu.Unlock()
+	a.ready.Store(true)
+	a.log.Info("configuration applied",
+		zap.Int64("generation", snap.Generation),
+		zap.Int("services", len(next.table.Services)),
+		zap.Int("local_pods", len(next.local)),
+		zap.Int("meshed_cgroups", len(next.capture.Members)),
+		zap.Int("rejected", len(errs)))
+}
+
+func sameMembers(a, b *derived) bool {
+	if len(a.byCgroup) != len(b.byCgroup) || len(a.capture.Members) != len(b.capture.Members) {
+		return false
+	}
+	for id := range b.byCgroup {
+		if _, ok := a.byCgroup[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) readyErr() error {
+	if !a.ready.Load() {
+		return errors.New("configuration not applied yet")
+	}
+	if _, ok := a.datapath.ListenerCookie(); !ok {
+		return errors.New("outbound listener not registered")
+	}
+	return nil
+}
+
+// Resolve implements l7proxy.OrigDstResolver with one lookup in the capture
+// programs' map.
+func (a *Agent) Resolve(remote, local netip.AddrPort) (l7proxy.Origin, error) {
+	o, err := a.datapath.Lookup(remote, local)
+	if errors.Is(err, capture.ErrNotFound) {
+		return l7proxy.Origin{}, l7proxy.ErrNotCaptured
+	}
+	if err != nil {
+		return l7proxy.Origin{}, err
+	}
+	return l7proxy.Origin{Dst: o.Dst, Source: a.state.Load().byCgroup[o.CgroupID]}, nil
+}
+
+var _ l7proxy.OrigDstResolver = (*Agent)(nil)

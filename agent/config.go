@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config is the agent's configuration. cmd/skein-agent maps flags onto it.
+type Config struct {
+	// NodeName is the Kubernetes node this agent serves. Required.
+	NodeName string
+	// ConfigPaths are YAML files or directories of Kubernetes objects
+	// (standalone mode). Required until the API source exists.
+	ConfigPaths []string
+	// CgroupRoot is the cgroup v2 directory holding the node's pod cgroups.
+	// Empty: kubepods.slice or kubepods under the cgroup2 mount.
+	CgroupRoot string
+	// ProxyAddr4 and ProxyAddr6 are the addresses at which pods reach the
+	// node proxy. At least one is required; ProxyAddr4 defaults to NodeIP.
+	ProxyAddr4, ProxyAddr6 netip.Addr
+	// NodeIP is the node's address on the node network (tunnel peers use
+	// it).
+	NodeIP netip.Addr
+	// OutboundPort is the capture listener's port. Zero: 15001.
+	OutboundPort uint16
+	// MetricsAddr is where /metrics, /healthz and /readyz are served.
+	// Empty: ":15020".
+	MetricsAddr string
+	// AdminSocket is the admin API's unix socket. Empty: /run/skein/admin.sock.
+	AdminSocket string
+	// PinRoot is the bpffs directory under which the agent pins, one
+	// directory per node. Empty: /sys/fs/bpf/skein.
+	PinRoot string
+	// FailClosed refuses captured connects while no proxy listens instead
+	// of letting them through to their original destination.
+	FailClosed bool
+	// TrustDomain of workload identities. Empty: cluster.local.
+	TrustDomain string
+	// DrainTimeout bounds how long connections in flight may finish on
+	// shutdown. Zero: 10s.
+	DrainTimeout time.Duration
+	// ConnectTimeout bounds dialing an endpoint. Zero: 5s.
+	ConnectTimeout time.Duration
+	// Version and Commit identify the build.
+	Version, Commit string
+}
+
+func (c *Config) setDefaults() {
+	if c.OutboundPort == 0 {
+		c.OutboundPort = 15001
+	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = ":15020"
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = "/run/skein/admin.sock"
+	}
+	if c.PinRoot == "" {
+		c.PinRoot = "/sys/fs/bpf/skein"
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = "cluster.local"
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	if !c.ProxyAddr4.IsValid() && c.NodeIP.Is4() {
+		c.ProxyAddr4 = c.NodeIP
+	}
+	if !c.ProxyAddr6.IsValid() && c.NodeIP.Is6() {
+		c.ProxyAddr6 = c.NodeIP
+	}
+}
+
+// validate checks the configuration, naming the flag to fix.
+func (c *Config) validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node name is required (--node, or NODE_NAME from the downward API)"))
+	}
+	if len(c.ConfigPaths) == 0 {
+		errs = append(errs, errors.New("a configuration source is required (--config FILE)"))
+	}
+	if !c.ProxyAddr4.IsValid() && !c.ProxyAddr6.IsValid() {
+		errs = append(errs, errors.New("the address pods reach the proxy at is required (--proxy-address or --node-ip)"))
+	}
+	if c.ProxyAddr4.IsValid() && !c.ProxyAddr4.Is4() {
+		errs = append(errs, fmt.Errorf("proxy IPv4 address %s is not IPv4", c.ProxyAddr4))
+	}
+	if c.ProxyAddr6.IsValid() && (!c.ProxyAddr6.Is6() || c.ProxyAddr6.Is4In6()) {
+		errs = append(errs, fmt.Errorf("proxy IPv6 address %s is not IPv6", c.ProxyAddr6))
+	}
+	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	return errors.Join(errs...)
+}

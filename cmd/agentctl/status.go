@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skeinmesh/skein/agent/admin"
+)
+
+func newStatusCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the agent's health: kernel features, programs, maps, mode, config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st admin.Status
+			if err := o.get(cmd.Context(), admin.APIVersion+"/status", &st); err != nil {
+				return err
+			}
+			return o.print(st, func(w io.Writer) error { return renderStatus(w, st, time.Now()) })
+		},
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(tw, "Node:\t%s (%s)\n", st.Node, ready)
+	fmt.Fprintf(tw, "Version:\t%s (%s), kernel %s\n", st.Version, st.Commit, st.Kernel)
+	fmt.Fprintf(tw, "Uptime:\t%s\n", now.Sub(st.StartTime).Round(time.Second))
+	fmt.Fprintf(tw, "Mode:\t%s, fail-%s\n", st.Mode, st.FailMode)
+	fmt.Fprintf(tw, "Proxy:\tlistening=%s at %s, %d active, %d forwarded, %d failed, %d refused (not captured)\n",
+		yesNo(st.ProxyListening), strings.Join(st.ProxyAddress, ","), st.Proxy.Active, st.Proxy.Forwarded, st.Proxy.Failed, st.Proxy.NotCaptured)
+	fmt.Fprintf(tw, "Cgroup root:\t%s\n", st.CgroupRoot)
+	fmt.Fprintf(tw, "Pins:\t%s\n", st.PinPath)
+	cfg := st.Config
+	fmt.Fprintf(tw, "Config:\tgeneration %d from %s, applied %s ago\n", cfg.Generation, cfg.Source, now.Sub(cfg.LastApplied).Round(time.Second))
+	kinds := make([]string, 0, len(cfg.Objects))
+	for k, n := range cfg.Objects {
+		if n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+	}
+	sort.Strings(kinds)
+	fmt.Fprintf(tw, "Objects:\t%s\n", strings.Join(kinds, " "))
+	if len(cfg.Errors) == 0 {
+		fmt.Fprintf(tw, "Config errors:\tnone\n")
+	} else {
+		fmt.Fprintf(tw, "Config errors:\t%d (last good versions keep serving)\n", len(cfg.Errors))
+		for _, e := range cfg.Errors {
+			fmt.Fprintf(tw, "\t- %s\n", e)
+		}
+	}
+	if st.Certs != nil {
+		fmt.Fprintf(tw, "Certificates:\t%d, next expiry %s\n", st.Certs.Count, st.Certs.NextExpiry.Format(time.RFC3339))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nCAPTURE VERDICTS")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	verdicts := make([]string, 0, len(st.Capture))
+	for v := range st.Capture {
+		verdicts = append(verdicts, v)
+	}
+	sort.Strings(verdicts)
+	for _, v := range verdicts {
+		fmt.Fprintf(tw, "  %s\t%d\n", v, st.Capture[v])
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nPROGRAMS")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tPROG ID\tLINK ID\tPINNED")
+	for _, p := range st.Programs {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", p.Name, p.ID, p.LinkID, yesNo(p.Pinned))
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nMAPS")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tTYPE\tENTRIES\tMAX\tFILL")
+	for _, m := range st.Maps {
+		entries, fill := fmt.Sprint(m.Entries), fmt.Sprintf("%.1f%%", 100*m.Fill)
+		if m.Entries < 0 {
+			entries, fill = "-", "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", m.Name, m.Type, entries, m.MaxEntries, fill)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nKERNEL FEATURES")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range st.Features {
+		state := "available"
+		if !f.Available {
+			state = "missing"
+			if f.Required {
+				state = "MISSING (required)"
+			}
+		}
+		detail := ""
+		if !f.Available && f.Detail != "" {
+			detail = " (" + f.Detail + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", f.Name, state, detail)
+	}
+	return tw.Flush()
+}

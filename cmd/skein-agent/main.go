@@ -1,0 +1,130 @@
+// Command skein-agent is Skein's node agent: it captures the TCP traffic of
+// the node's meshed pods with eBPF and runs the shared node proxy.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/skeinmesh/skein/agent"
+)
+
+// Set by the linker: -X main.version=... -X main.commit=...
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "skein-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var (
+		cfg                         agent.Config
+		proxyAddrs                  []string
+		nodeIP, logLevel, logFormat string
+		cleanup                     bool
+	)
+	cmd := &cobra.Command{
+		Use:           "skein-agent",
+		Short:         "Skein node agent: eBPF capture and the shared node proxy",
+		Version:       version + " (" + commit + ")",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // nothing to do about it at exit
+			if cfg.NodeName == "" {
+				cfg.NodeName = os.Getenv("NODE_NAME")
+			}
+			if cleanup {
+				if err := agent.Cleanup(cfg); err != nil {
+					return err
+				}
+				log.Info("removed pinned capture state", zap.String("node", cfg.NodeName))
+				return nil
+			}
+			if nodeIP == "" {
+				nodeIP = os.Getenv("NODE_IP")
+			}
+			if nodeIP != "" {
+				if cfg.NodeIP, err = netip.ParseAddr(nodeIP); err != nil {
+					return fmt.Errorf("--node-ip %q: %w", nodeIP, err)
+				}
+			}
+			for _, s := range proxyAddrs {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return fmt.Errorf("--proxy-address %q: %w", s, err)
+				}
+				if a.Is4() {
+					cfg.ProxyAddr4 = a
+				} else {
+					cfg.ProxyAddr6 = a
+				}
+			}
+			cfg.Version, cfg.Commit = version, commit
+			a, err := agent.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeName, "node", "", "name of this Kubernetes node (default $NODE_NAME)")
+	f.StringSliceVar(&cfg.ConfigPaths, "config", nil, "YAML file or directory of Kubernetes objects to read (standalone mode); repeatable")
+	f.StringVar(&cfg.CgroupRoot, "cgroup-root", "", "cgroup v2 directory holding the node's pod cgroups (default: kubepods.slice or kubepods under the cgroup2 mount)")
+	f.StringSliceVar(&proxyAddrs, "proxy-address", nil, "address at which pods reach the node proxy, one IPv4 and/or one IPv6 (default: the node IP)")
+	f.StringVar(&nodeIP, "node-ip", "", "this node's IP on the node network (default $NODE_IP)")
+	f.Uint16Var(&cfg.OutboundPort, "outbound-port", 15001, "port of the outbound capture listener")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", ":15020", "address for /metrics, /healthz and /readyz")
+	f.StringVar(&cfg.AdminSocket, "admin-socket", "/run/skein/admin.sock", "unix socket of the admin API (agentctl)")
+	f.StringVar(&cfg.PinRoot, "bpf-pin-root", "/sys/fs/bpf/skein", "bpffs directory to pin under; the agent uses <root>/<node>/")
+	f.BoolVar(&cfg.FailClosed, "fail-closed", false, "refuse captured connects while the proxy is down (default: let them through to their original destination)")
+	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long connections in flight may finish on shutdown")
+	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 5*time.Second, "bound on connecting to an endpoint")
+	f.BoolVar(&cleanup, "cleanup", false, "remove everything the agent of --node pinned (detaching capture) and exit")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")
+	return cmd
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	switch format {
+	case "json":
+	case "console":
+		zc.Encoding = "console"
+	default:
+		return nil, errors.New("--log-format must be json or console")
+	}
+	return zc.Build()
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Bounds of what a request may ask the echo server for.
+const (
+	maxEchoDelay = time.Minute
+	maxEchoSize  = 16 << 20
+)
+
+// echoReply is the JSON body of every echo response.
+type echoReply struct {
+	Pod       string            `json:"pod"`
+	Namespace string            `json:"namespace"`
+	Node      string            `json:"node"`
+	Method    string            `json:"method"`
+	Host      string            `json:"host"`
+	Path      string            `json:"path"`
+	Query     string            `json:"query"`
+	Proto     string            `json:"proto"`
+	Headers   map[string]string `json:"headers"`
+	Remote    string            `json:"remote"`
+	Padding   string            `json:"padding,omitempty"`
+}
+
+// echoHandler answers every request with what it saw. Query parameters
+// inject behaviour: status=503 sets the status code, delay=200ms waits
+// before answering, size=1024 pads the body to at least that many bytes.
+type echoHandler struct {
+	pod, namespace, node string
+}
+
+func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	status := http.StatusOK
+	if s := q.Get("status"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 100 || n > 999 {
+			http.Error(w, fmt.Sprintf("status=%q: want a number from 100 to 999", s), http.StatusBadRequest)
+			return
+		}
+		status = n
+	}
+	if s := q.Get("delay"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > maxEchoDelay {
+			http.Error(w, fmt.Sprintf("delay=%q: want a duration from 0 to %s, e.g. 200ms", s, maxEchoDelay), http.StatusBadRequest)
+			return
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	size := 0
+	if s := q.Get("size"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > maxEchoSize {
+			http.Error(w, fmt.Sprintf("size=%q: want a byte count from 0 to %d", s, maxEchoSize), http.StatusBadRequest)
+			return
+		}
+		size = n
+	}
+	headers := make(map[string]string, len(r.Header))
+	for k, v := range r.Header {
+		headers[k] = strings.Join(v, ", ")
+	}
+	reply := echoReply{
+		Pod: h.pod, Namespace: h.namespace, Node: h.node,
+		Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery,
+		Proto: r.Proto, Headers: headers, Remote: r.RemoteAddr,
+	}
+	body, err := marshalPadded(reply, size)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("X-Skein-Lab-Pod", h.pod)
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// marshalPadded marshals the reply with a trailing newline and, if size is
+// larger, a padding field that brings the body to exactly size bytes.
+func marshalPadded(reply echoReply, size int) ([]byte, error) {
+	body, err := json.Marshal(reply)
+	if err != nil {
+		return nil, err
+	}
+	body = append(body, '\n')
+	const overhead = len(`,"padding":""`)
+	if size <= len(body) {
+		return body, nil
+	}
+	n := size - len(body) - overhead
+	if n < 1 {
+		n = 1 // the smallest padding; the body ends up a few bytes over size
+	}
+	reply.Padding = strings.Repeat("x", n)
+	body, err = json.Marshal(reply)
+	if err != nil {
+		return nil, err
+	}
+	return append(body, '\n'), nil
+}
+
+func newEchoCommand() *cobra.Command {
+	var listen string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "echo",
+		Short: "Serve HTTP/1.1 and h2c, answering every request with JSON about it (a test backend)",
+		Long: `echo answers every HTTP/1.1 and cleartext HTTP/2 (prior knowledge) request with
+JSON: {pod, namespace, node, method, host, path, query, proto, headers, remote}.
+pod, namespace and node come from SKEIN_LAB_POD, SKEIN_LAB_NAMESPACE and
+SKEIN_LAB_NODE, which the lab sets. Query parameters inject behaviour:
+  ?status=503    answer with that status code
+  ?delay=200ms   wait that long first (at most 1m)
+  ?size=1024     pad the body to that many bytes (at most 16 MiB)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serveEcho(ctx, listen, verbose, func(addr net.Addr) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "echo: serving HTTP/1.1 and h2c on %s\n", addr)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", ":8080", "address to listen on")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every request to stderr")
+	return cmd
+}
+
+func echoFromEnv() echoHandler {
+	h := echoHandler{pod: os.Getenv("SKEIN_LAB_POD"), namespace: os.Getenv("SKEIN_LAB_NAMESPACE"), node: os.Getenv("SKEIN_LAB_NODE")}
+	if h.pod == "" {
+		h.pod, _ = os.Hostname()
+	}
+	return h
+}
+
+// serveEcho serves until ctx ends, then shuts down gracefully (bounded).
+func serveEcho(ctx context.Context, listen string, verbose bool, ready func(net.Addr)) error {
+	var lc net.ListenConfig
+	// Go listeners default to MPTCP, which a SOCKMAP refuses; the mesh may
+	// put backend sockets into one.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	var handler http.Handler = echoFromEnv()
+	if verbose {
+		next := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(os.Stderr, "echo: %s %s %s %s\n", r.RemoteAddr, r.Proto, r.Method, r.URL)
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := newEchoServer(handler)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newEchoServer(h http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}

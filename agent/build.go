@@ -13,6 +13,8 @@ import (
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/bpf/capture"
 	"github.com/skeinmesh/skein/l7proxy"
+	"github.com/skeinmesh/skein/l7proxy/balancer"
+	"github.com/skeinmesh/skein/l7proxy/route"
 )
 
 // derived is everything the agent computes from one snapshot.
@@ -27,6 +29,8 @@ type derived struct {
 	byCgroup map[uint64]*l7proxy.Workload
 	// local describes the node's pods for agentctl.
 	local []admin.Workload
+	// routes are the compiled routes' statuses.
+	routes []route.Status
 }
 
 // buildInput is what a build needs besides the snapshot.
@@ -47,9 +51,11 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 			Destinations:  map[netip.AddrPort]capture.DstKind{},
 		},
 		table: &l7proxy.Table{
-			Generation: snap.Generation,
-			Services:   map[netip.AddrPort]*l7proxy.Service{},
-			Workloads:  map[netip.Addr]*l7proxy.Workload{},
+			Generation:    snap.Generation,
+			Services:      map[netip.AddrPort]*l7proxy.Service{},
+			ServicesByRef: map[route.ServiceRef]*l7proxy.Service{},
+			Workloads:     map[netip.Addr]*l7proxy.Workload{},
+			LocalNode:     in.node,
 		},
 		byCgroup: map[uint64]*l7proxy.Workload{},
 	}
@@ -112,9 +118,9 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 	for _, key := range sortedKeys(snap.Services) {
 		s := snap.Services[key]
 		vips := serviceIPs(s)
-		if len(vips) == 0 {
-			continue // headless: clients dial pod IPs, captured as such
-		}
+		// A bad annotation was rejected by validation; the zero policy
+		// is the default.
+		policy, _ := balancer.ParsePolicy(s.Annotations[model.LBPolicyAnnotation])
 		for _, sp := range s.Spec.Ports {
 			if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 				continue
@@ -127,7 +133,11 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 				PortName:  sp.Name,
 				Protocol:  protocolOf(sp),
 				Endpoints: endpointsOf(slices[key], sp.Name, byKey),
+				Balancer:  balancer.Config{Policy: policy},
 			}
+			// Headless services have no VIP but can still be route
+			// backends.
+			d.table.ServicesByRef[route.ServiceRef{Namespace: s.Namespace, Name: s.Name, Port: uint16(sp.Port)}] = svc
 			for _, vip := range vips {
 				ap := netip.AddrPortFrom(vip, uint16(sp.Port))
 				d.table.Services[ap] = svc
@@ -135,7 +145,50 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 			}
 		}
 	}
+	d.table.Routes, d.routes = route.Compile(values(snap.HTTPRoutes), values(snap.GRPCRoutes), serviceLookup{snap})
 	return d
+}
+
+// serviceLookup answers the route compiler's questions from the snapshot.
+type serviceLookup struct{ snap *model.Snapshot }
+
+var (
+	_ route.ServiceLookup  = serviceLookup{}
+	_ route.PortNameLookup = serviceLookup{}
+)
+
+func (l serviceLookup) ServicePorts(namespace, name string) ([]uint16, bool) {
+	s, ok := l.snap.Services[model.Key{Namespace: namespace, Name: name}]
+	if !ok {
+		return nil, false
+	}
+	ports := make([]uint16, 0, len(s.Spec.Ports))
+	for _, p := range s.Spec.Ports {
+		ports = append(ports, uint16(p.Port))
+	}
+	return ports, true
+}
+
+func (l serviceLookup) ServicePortByName(namespace, name, portName string) (uint16, bool) {
+	s, ok := l.snap.Services[model.Key{Namespace: namespace, Name: name}]
+	if !ok {
+		return 0, false
+	}
+	for _, p := range s.Spec.Ports {
+		if p.Name == portName {
+			return uint16(p.Port), true
+		}
+	}
+	return 0, false
+}
+
+// values returns a map's values in key order.
+func values[V any](m map[model.Key]V) []V {
+	out := make([]V, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 func serviceIPs(s *corev1.Service) []netip.Addr {

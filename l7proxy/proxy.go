@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
 )
 
 // ErrNotCaptured is what an OrigDstResolver returns for a connection that the
@@ -59,6 +63,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Recorder receives connection records; nil: none.
 	Recorder Recorder
+	// RequestRecorder receives HTTP request records; nil: none.
+	RequestRecorder RequestRecorder
+	// HTTP tunes HTTP handling.
+	HTTP HTTPConfig
 }
 
 // Proxy is the node proxy.
@@ -69,7 +77,13 @@ type Proxy struct {
 	table    atomic.Pointer[Table]
 	dialer   net.Dialer
 
-	rr sync.Map // service key -> *atomic.Uint64, round-robin cursors
+	balancers   *balancer.Registry
+	retryBudget *balancer.RetryBudget
+	httpSrv     *http.Server
+	httpLn      *connListener
+	reverse     *httputil.ReverseProxy
+	h1, h2      *http.Transport
+	mirrorSem   chan struct{}
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -87,6 +101,11 @@ type Stats struct {
 	NotCaptured atomic.Int64
 	Forwarded   atomic.Int64
 	Failed      atomic.Int64
+
+	HTTPConns      atomic.Int64
+	Mirrored       atomic.Int64
+	MirrorsFailed  atomic.Int64
+	MirrorsSkipped atomic.Int64
 }
 
 // StatsSnapshot is a copy of the counters.
@@ -96,6 +115,9 @@ type StatsSnapshot struct {
 	NotCaptured int64 `json:"notCaptured"`
 	Forwarded   int64 `json:"forwarded"`
 	Failed      int64 `json:"failed"`
+	HTTPConns   int64 `json:"httpConnections"`
+	Mirrored    int64 `json:"mirrored"`
+	MirrorsLost int64 `json:"mirrorsLost"`
 }
 
 // New returns a proxy that resolves origins with resolver.
@@ -109,20 +131,76 @@ func New(cfg Config, resolver OrigDstResolver, log *zap.Logger) (*Proxy, error) 
 	if cfg.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("proxy config: ConnectTimeout %s is negative", cfg.ConnectTimeout)
 	}
+	cfg.HTTP.setDefaults()
+	budget, err := balancer.NewRetryBudget(cfg.HTTP.RetryBudgetRatio, cfg.HTTP.RetryBudgetMinPerSecond, 10*time.Second, nil)
+	if err != nil {
+		return nil, fmt.Errorf("proxy config: %w", err)
+	}
 	p := &Proxy{
-		cfg:       cfg,
-		log:       log.Named("proxy"),
-		resolver:  resolver,
-		dialer:    net.Dialer{Timeout: cfg.ConnectTimeout},
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[net.Conn]struct{}{},
+		cfg:         cfg,
+		log:         log.Named("proxy"),
+		resolver:    resolver,
+		dialer:      net.Dialer{Timeout: cfg.ConnectTimeout},
+		listeners:   map[net.Listener]struct{}{},
+		conns:       map[net.Conn]struct{}{},
+		balancers:   balancer.NewRegistry(nil),
+		retryBudget: budget,
+		httpLn:      newConnListener(),
+		mirrorSem:   make(chan struct{}, maxMirrors),
 	}
 	p.table.Store(&Table{})
+	p.h1, p.h2 = p.newUpstreamTransports()
+	p.reverse = &httputil.ReverseProxy{
+		Rewrite:       p.rewrite,
+		Transport:     upstream{p: p},
+		FlushInterval: -1, // stream: gRPC, server-sent events
+		ErrorHandler:  p.errorHandler,
+		ErrorLog:      zap.NewStdLog(p.log.Named("reverse")),
+		BufferPool:    reverseBufferPool{},
+	}
+	p.httpSrv = p.newHTTPServer()
+	go func() {
+		if err := p.httpSrv.Serve(p.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			p.log.Error("http server stopped", zap.Error(err))
+		}
+	}()
 	return p, nil
 }
 
-// Update swaps in a new table. Connections in flight keep theirs.
-func (p *Proxy) Update(t *Table) { p.table.Store(t) }
+// reverseBufferPool shares copy buffers with the TCP relay.
+type reverseBufferPool struct{}
+
+func (reverseBufferPool) Get() []byte  { return *bufPool.Get().(*[]byte) }
+func (reverseBufferPool) Put(b []byte) { bufPool.Put(&b) }
+
+// Update swaps in a new table. TCP connections in flight keep theirs; HTTP
+// requests each use the newest. Balancers of services that are gone are
+// dropped; those that stay keep their endpoint state.
+func (p *Proxy) Update(t *Table) {
+	keep := make(map[string]bool, len(t.Services))
+	for _, s := range t.Services {
+		if s.bal != nil {
+			continue // the same port under another VIP
+		}
+		keep[s.key()] = true
+		b, err := p.balancerFor(s)
+		if err != nil {
+			p.log.Warn("balancer config rejected; the last good one keeps serving", zap.String("service", s.key()), zap.Error(err))
+		}
+		s.bal = b
+	}
+	for _, s := range t.ServicesByRef {
+		if s.bal == nil {
+			keep[s.key()] = true
+			s.bal, _ = p.balancerFor(s)
+		}
+	}
+	p.table.Store(t)
+	p.balancers.Retain(keep)
+}
+
+// Endpoints returns the balancers' view of every endpoint, by service port.
+func (p *Proxy) Endpoints() map[string][]balancer.EndpointStatus { return p.balancers.Snapshot() }
 
 // Table returns the current table.
 func (p *Proxy) Table() *Table { return p.table.Load() }
@@ -135,6 +213,9 @@ func (p *Proxy) Stats() StatsSnapshot {
 		NotCaptured: p.stats.NotCaptured.Load(),
 		Forwarded:   p.stats.Forwarded.Load(),
 		Failed:      p.stats.Failed.Load(),
+		HTTPConns:   p.stats.HTTPConns.Load(),
+		Mirrored:    p.stats.Mirrored.Load(),
+		MirrorsLost: p.stats.MirrorsFailed.Load() + p.stats.MirrorsSkipped.Load(),
 	}
 }
 
@@ -228,6 +309,14 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 
+	// HTTP connections: idle ones close now, busy ones after their request.
+	if err := p.httpSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain http: %w", err))
+		p.httpSrv.Close()
+	}
+	p.h1.CloseIdleConnections()
+	p.h2.CloseIdleConnections()
+
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
@@ -271,5 +360,33 @@ func (p *Proxy) serveConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	p.forwardTCP(c, origin, p.table.Load())
+	p.dispatch(c, origin, p.table.Load())
+}
+
+// dispatch chooses how to handle a captured connection: the Service port's
+// appProtocol decides when set; known server-first ports and TLS go through
+// as opaque TCP; otherwise the first bytes decide.
+func (p *Proxy) dispatch(c net.Conn, origin Origin, t *Table) {
+	proto := ProtocolAuto
+	if svc := t.Services[origin.Dst]; svc != nil {
+		proto = svc.Protocol
+	}
+	switch {
+	case proto == ProtocolTCP || proto == ProtocolAuto && serverFirstPorts[origin.Dst.Port()]:
+		p.forwardTCP(c, origin, t)
+		return
+	case proto == ProtocolAuto:
+		d, sc, err := sniff(c, p.cfg.HTTP.SniffTimeout)
+		if err != nil {
+			c.Close()
+			return
+		}
+		c = sc
+		if d == DetectedTCP {
+			p.forwardTCP(c, origin, t)
+			return
+		}
+	}
+	p.stats.HTTPConns.Add(1)
+	p.serveHTTP(c, origin)
 }

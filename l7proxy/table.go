@@ -2,6 +2,10 @@ package l7proxy
 
 import (
 	"net/netip"
+	"sync"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
+	"github.com/skeinmesh/skein/l7proxy/route"
 )
 
 // Workload is a pod as the proxy sees it: for routing, authorization,
@@ -46,6 +50,14 @@ type Service struct {
 	Protocol Protocol
 	// Endpoints are the ready endpoints of this port.
 	Endpoints []*Endpoint
+	// Balancer configures load balancing (policy from the Service's
+	// skein.io/lb-policy annotation).
+	Balancer balancer.Config
+
+	indexOnce sync.Once
+	index     map[netip.AddrPort]*Endpoint
+	// bal is set by Proxy.Update before the table is published.
+	bal *balancer.Balancer
 }
 
 // Endpoint is one backend of a service port.
@@ -64,6 +76,12 @@ type Table struct {
 	Generation int64
 	// Services by cluster IP and port.
 	Services map[netip.AddrPort]*Service
+	// ServicesByRef finds a service port by name, for route backends.
+	ServicesByRef map[route.ServiceRef]*Service
 	// Workloads by pod IP.
 	Workloads map[netip.Addr]*Workload
+	// Routes are the compiled HTTPRoutes and GRPCRoutes; nil: none.
+	Routes *route.Table
+	// LocalNode is the node this proxy runs on.
+	LocalNode string
 }

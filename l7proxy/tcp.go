@@ -6,23 +6,13 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
-)
 
-// pickRoundRobin returns the next endpoint of svc, nil if it has none.
-func (p *Proxy) pickRoundRobin(svc *Service) *Endpoint {
-	if len(svc.Endpoints) == 0 {
-		return nil
-	}
-	key := svc.Namespace + "/" + svc.Name + ":" + svc.PortName
-	v, _ := p.rr.LoadOrStore(key, new(atomic.Uint64))
-	n := v.(*atomic.Uint64).Add(1)
-	return svc.Endpoints[(n-1)%uint64(len(svc.Endpoints))]
-}
+	"github.com/skeinmesh/skein/l7proxy/balancer"
+)
 
 // forwardTCP relays a connection as opaque bytes to an endpoint of the
 // destination: a service's endpoint, or the pod the app dialed.
@@ -34,31 +24,48 @@ func (p *Proxy) forwardTCP(c net.Conn, origin Origin, t *Table) {
 	}()
 
 	upstream := origin.Dst
+	var h *balancer.Handle
 	if svc, ok := t.Services[origin.Dst]; ok {
 		rec.Service = svc
-		ep := p.pickRoundRobin(svc)
-		if ep == nil {
-			rec.Flag = FlagNoHealthyUpstream
-			c.Close()
+		bal, err := p.balancerFor(svc)
+		if err == nil {
+			h, err = bal.Pick()
+		}
+		if err != nil {
+			rec.Flag, rec.Err = FlagNoHealthyUpstream, err
+			if errors.Is(err, balancer.ErrOverflow) {
+				rec.Flag = FlagUpstreamOverflow
+			}
+			resetConn(c)
 			return
 		}
-		upstream = ep.Addr
-		rec.Dest = ep.Workload
+		upstream = h.Addr()
+		rec.Dest = svc.endpointWorkload(upstream)
 	} else if w, ok := t.Workloads[origin.Dst.Addr()]; ok {
 		rec.Dest = w
 	}
 	rec.Upstream = upstream
 
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout)
+	start := time.Now()
 	up, err := p.dialer.DialContext(ctx, "tcp", upstream.String())
+	connectTime := time.Since(start)
 	cancel()
 	if err != nil {
 		rec.Flag, rec.Err = FlagUpstreamConnect, err
 		if errors.Is(err, context.DeadlineExceeded) {
 			rec.Flag = FlagUpstreamTimeout
 		}
+		if h != nil {
+			h.Done(balancer.Result{ConnectFailed: true, TimedOut: rec.Flag == FlagUpstreamTimeout, Latency: connectTime})
+		}
 		resetConn(c)
 		return
+	}
+	if h != nil {
+		// The connection counts as in flight until it closes; its
+		// latency for the EWMA is the connect time.
+		defer h.Done(balancer.Result{Latency: connectTime})
 	}
 	rec.SentBytes, rec.RecvBytes, err = relay(c, up)
 	if err != nil {

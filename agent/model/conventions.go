@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
 )
 
 // Enrollment: a namespace joins the mesh with the label skein.io/mesh=enabled;
@@ -21,7 +23,7 @@ const (
 
 	// LBPolicyAnnotation on a Service selects its load-balancing policy:
 	// "p2c-ewma" (default), "round-robin" or "random".
-	LBPolicyAnnotation = "skein.io/lb-policy"
+	LBPolicyAnnotation = balancer.PolicyAnnotation
 )
 
 // NamespaceEnrolled reports whether a namespace is in the mesh.

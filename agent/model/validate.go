@@ -13,6 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
+	"github.com/skeinmesh/skein/l7proxy/route"
 )
 
 // FieldErrors are the problems found in one object, each naming a field.
@@ -25,11 +28,6 @@ func fieldDuplicate(path string, value any, detail string) *field.Error {
 	e.Detail = detail
 	return e
 }
-
-// RouteValidator validates an HTTPRoute or GRPCRoute beyond what the model
-// itself checks (the route compiler's rules). Set by the agent at start-up so
-// that the model and `agentctl config validate` apply the same rules.
-var RouteValidator func(obj runtime.Object) FieldErrors
 
 // Validate checks an object the way the agent needs it. It returns nil for
 // a valid object and for kinds the model does not keep.
@@ -53,15 +51,9 @@ func Validate(obj runtime.Object) FieldErrors {
 	case *discoveryv1.EndpointSlice:
 		errs = validateEndpointSlice(o)
 	case *gatewayv1.HTTPRoute:
-		errs = validateMeta(&o.ObjectMeta, true)
-		if RouteValidator != nil {
-			errs = append(errs, RouteValidator(o)...)
-		}
+		errs = append(validateMeta(&o.ObjectMeta, true), route.Validate(o)...)
 	case *gatewayv1.GRPCRoute:
-		errs = validateMeta(&o.ObjectMeta, true)
-		if RouteValidator != nil {
-			errs = append(errs, RouteValidator(o)...)
-		}
+		errs = append(validateMeta(&o.ObjectMeta, true), route.Validate(o)...)
 	case *AuthorizationPolicy:
 		errs = append(validateMeta(&o.ObjectMeta, true), o.Validate()...)
 	}
@@ -129,6 +121,11 @@ func validateService(o *corev1.Service) FieldErrors {
 	for i, ip := range o.Spec.ClusterIPs {
 		if ip != corev1.ClusterIPNone {
 			errs = append(errs, validateIP(spec.Child("clusterIPs").Index(i), ip)...)
+		}
+	}
+	if v, ok := o.Annotations[LBPolicyAnnotation]; ok {
+		if _, err := balancer.ParsePolicy(v); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("metadata", "annotations").Key(LBPolicyAnnotation), v, err.Error()))
 		}
 	}
 	names := map[string]bool{}

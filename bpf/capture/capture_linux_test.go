@@ -21,14 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-)
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs and creates cgroups")
-	}
-}
+	"github.com/skeinmesh/skein/internal/testenv"
+)
 
 // cgroup2Mount finds the cgroup v2 mount point in /proc/self/mountinfo.
 func cgroup2Mount(t testing.TB) string {
@@ -72,7 +67,7 @@ func cgroupID(t testing.TB, path string) uint64 {
 }
 
 func TestPrivilegedDecide(t *testing.T) {
-	requireRoot(t)
+	testenv.RequirePrivileged(t)
 	spec, err := loadCapture()
 	require.NoError(t, err)
 	var objs struct {
@@ -189,7 +184,7 @@ func joinCgroup(t *testing.T, mount, path string) {
 }
 
 func TestPrivilegedRedirect(t *testing.T) {
-	requireRoot(t)
+	testenv.RequirePrivileged(t)
 	root, pod := tempCgroup(t)
 	d, err := New(Config{CgroupPath: root})
 	require.NoError(t, err)
@@ -251,7 +246,7 @@ func TestPrivilegedRedirect(t *testing.T) {
 }
 
 func TestPrivilegedPinAndAdopt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequirePrivileged(t)
 	root, _ := tempCgroup(t)
 	pins := filepath.Join("/sys/fs/bpf", fmt.Sprintf("skein-test-%d", os.Getpid()))
 	t.Cleanup(func() { _ = Cleanup(pins) })

@@ -1,0 +1,228 @@
+package l7proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
+	"github.com/skeinmesh/skein/l7proxy/route"
+)
+
+// upstream is the reverse proxy's transport: per attempt it picks an
+// endpoint with the service's balancer, applies the per-attempt timeout,
+// and retries as the route says, within the retry budget.
+type upstream struct {
+	p *Proxy
+}
+
+var _ http.RoundTripper = upstream{}
+
+func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, _ := req.Context().Value(reqStateKey).(*reqState)
+	if st == nil {
+		return nil, errors.New("request without proxy state")
+	}
+	p := u.p
+	var retry *route.Retry
+	var perTry time.Duration
+	if st.rule != nil {
+		retry = st.rule.Retry
+		perTry = st.rule.Timeouts.BackendRequest
+	}
+	p.retryBudget.Deposit()
+	attempts := 1
+	if retry != nil && st.bodyOK {
+		attempts += retry.Attempts
+	}
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		st.rec.Attempts = attempt
+		resp, retryable, err := u.try(req, st, perTry, retry)
+		if err == nil && !retryable {
+			return resp, nil
+		}
+		if attempt >= attempts || req.Context().Err() != nil || !p.retryBudget.Withdraw() {
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
+		}
+		if resp != nil {
+			// Drain a little so the connection can be reused, then retry.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+		}
+		lastErr = err
+		if !sleepCtx(req.Context(), backoff(retry, attempt)) {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, req.Context().Err()
+		}
+		if st.body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(st.body))
+		}
+	}
+}
+
+// try makes one attempt. It returns the response, whether the outcome is
+// worth a retry, and an error when no response came.
+func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, retry *route.Retry) (*http.Response, bool, error) {
+	p := u.p
+	var h *balancer.Handle
+	target := st.podDst
+	if st.bal != nil {
+		var err error
+		h, err = st.bal.Pick()
+		if err != nil {
+			return nil, false, err
+		}
+		target = h.Addr()
+	}
+	st.rec.Upstream = target
+	if st.svc != nil {
+		st.rec.Dest = st.svc.endpointWorkload(target)
+	}
+
+	out := req.Clone(req.Context())
+	out.URL.Host = target.String()
+	ctx := out.Context()
+	cancel := context.CancelFunc(func() {})
+	if perTry > 0 {
+		ctx, cancel = context.WithTimeoutCause(ctx, perTry, errBackendTimeout)
+		out = out.WithContext(ctx)
+	}
+	rt := http.RoundTripper(p.h1)
+	if st.h2 {
+		rt = p.h2
+	}
+	start := time.Now()
+	resp, err := rt.RoundTrip(out)
+	latency := time.Since(start)
+	if err != nil {
+		cancel()
+		if cause := context.Cause(ctx); errors.Is(cause, errBackendTimeout) {
+			err = errBackendTimeout
+		}
+		if h != nil {
+			h.Done(balanceResult(0, err, latency))
+		}
+		if isDialError(err) {
+			err = &dialError{err: err}
+		}
+		// Connect failures and resets are retried when the route has a
+		// retry policy: the request never reached the application, or
+		// the connection broke under it.
+		return nil, retry != nil, err
+	}
+	retryable := retry != nil && retry.RetryOn(resp.StatusCode)
+	status := resp.StatusCode
+	if gs := resp.Header.Get("Grpc-Status"); gs != "" && gs != "0" && status == http.StatusOK {
+		status = grpcHTTPStatus(gs)
+	}
+	done := func() {
+		cancel()
+		if h != nil {
+			h.Done(balanceResult(status, nil, latency))
+		}
+	}
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
+	return resp, retryable, nil
+}
+
+// balanceResult describes an attempt's outcome for the balancer.
+func balanceResult(status int, err error, latency time.Duration) balancer.Result {
+	return balancer.Result{
+		Status:        status,
+		Latency:       latency,
+		ConnectFailed: err != nil && isDialError(err),
+		TimedOut:      err != nil && (errors.Is(err, errBackendTimeout) || errors.Is(err, context.DeadlineExceeded)),
+	}
+}
+
+// grpcHTTPStatus maps a trailers-only gRPC error onto the HTTP status that
+// outlier detection counts (UNAVAILABLE -> 503, ...).
+func grpcHTTPStatus(gs string) int {
+	switch gs {
+	case "14":
+		return http.StatusServiceUnavailable
+	case "4":
+		return http.StatusGatewayTimeout
+	case "13", "2":
+		return http.StatusInternalServerError
+	}
+	return http.StatusOK
+}
+
+// doneBody calls done once, when the body is closed or read to the end.
+type doneBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *doneBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(b.done)
+	}
+	return n, err
+}
+
+func (b *doneBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
+// Write lets a 101 Switching Protocols body (a WebSocket) be written to.
+func (b *doneBody) Write(p []byte) (int, error) {
+	if w, ok := b.ReadCloser.(io.Writer); ok {
+		return w.Write(p)
+	}
+	return 0, errors.New("upstream body is not writable")
+}
+
+// backoff returns the wait before retry attempt n+1: the route's backoff
+// (never less, as the Gateway API requires), doubled per attempt up to 8
+// times, plus up to half again of jitter so retries do not synchronize.
+func backoff(r *route.Retry, attempt int) time.Duration {
+	base := route.DefaultRetryBackoff
+	if r != nil && r.Backoff > 0 {
+		base = r.Backoff
+	}
+	d := base << min(attempt-1, 3)
+	return d + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// endpointWorkload returns the workload behind an endpoint address.
+func (s *Service) endpointWorkload(a netip.AddrPort) *Workload {
+	s.indexOnce.Do(func() {
+		s.index = make(map[netip.AddrPort]*Endpoint, len(s.Endpoints))
+		for _, ep := range s.Endpoints {
+			s.index[ep.Addr] = ep
+		}
+	})
+	if ep := s.index[a]; ep != nil {
+		return ep.Workload
+	}
+	return nil
+}

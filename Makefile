@@ -2,7 +2,7 @@
 #   make test GOTESTFLAGS=-v TESTPKGS=./l7proxy/...
 GO          ?= go
 BIN         ?= bin
-VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION     ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.1.0-dev)
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS     ?= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTPKGS    ?= ./...

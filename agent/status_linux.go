@@ -56,7 +56,8 @@ func (a *Agent) Status() admin.Status {
 	a.cfgMu.Unlock()
 	if a.proxy != nil {
 		s := a.proxy.Stats()
-		st.Proxy = admin.ProxyStats{Accepted: s.Accepted, Active: s.Active, NotCaptured: s.NotCaptured, Forwarded: s.Forwarded, Failed: s.Failed}
+		st.Proxy = admin.ProxyStats{Accepted: s.Accepted, Active: s.Active, NotCaptured: s.NotCaptured, Forwarded: s.Forwarded,
+			Failed: s.Failed, HTTPConns: s.HTTPConns, Requests: s.Requests, RequestErrors: s.RequestErrors}
 	}
 	return st
 }

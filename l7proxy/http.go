@@ -603,6 +603,10 @@ func grpcStatus(h http.Header, code int, proto string) string {
 }
 
 func (p *Proxy) finishRequest(rec *RequestRecord) {
+	p.stats.Requests.Add(1)
+	if rec.Code >= 500 || len(rec.Flags) > 0 {
+		p.stats.RequestErrors.Add(1)
+	}
 	if p.cfg.RequestRecorder != nil {
 		p.cfg.RequestRecorder.RecordRequest(rec)
 	}

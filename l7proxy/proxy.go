@@ -103,6 +103,8 @@ type Stats struct {
 	Failed      atomic.Int64
 
 	HTTPConns      atomic.Int64
+	Requests       atomic.Int64
+	RequestErrors  atomic.Int64
 	Mirrored       atomic.Int64
 	MirrorsFailed  atomic.Int64
 	MirrorsSkipped atomic.Int64
@@ -116,8 +118,11 @@ type StatsSnapshot struct {
 	Forwarded   int64 `json:"forwarded"`
 	Failed      int64 `json:"failed"`
 	HTTPConns   int64 `json:"httpConnections"`
-	Mirrored    int64 `json:"mirrored"`
-	MirrorsLost int64 `json:"mirrorsLost"`
+	Requests    int64 `json:"requests"`
+	// RequestErrors are requests answered with a 5xx or a proxy error.
+	RequestErrors int64 `json:"requestErrors"`
+	Mirrored      int64 `json:"mirrored"`
+	MirrorsLost   int64 `json:"mirrorsLost"`
 }
 
 // New returns a proxy that resolves origins with resolver.
@@ -208,14 +213,16 @@ func (p *Proxy) Table() *Table { return p.table.Load() }
 // Stats returns a copy of the counters.
 func (p *Proxy) Stats() StatsSnapshot {
 	return StatsSnapshot{
-		Accepted:    p.stats.Accepted.Load(),
-		Active:      p.stats.Active.Load(),
-		NotCaptured: p.stats.NotCaptured.Load(),
-		Forwarded:   p.stats.Forwarded.Load(),
-		Failed:      p.stats.Failed.Load(),
-		HTTPConns:   p.stats.HTTPConns.Load(),
-		Mirrored:    p.stats.Mirrored.Load(),
-		MirrorsLost: p.stats.MirrorsFailed.Load() + p.stats.MirrorsSkipped.Load(),
+		Accepted:      p.stats.Accepted.Load(),
+		Active:        p.stats.Active.Load(),
+		NotCaptured:   p.stats.NotCaptured.Load(),
+		Forwarded:     p.stats.Forwarded.Load(),
+		Failed:        p.stats.Failed.Load(),
+		HTTPConns:     p.stats.HTTPConns.Load(),
+		Requests:      p.stats.Requests.Load(),
+		RequestErrors: p.stats.RequestErrors.Load(),
+		Mirrored:      p.stats.Mirrored.Load(),
+		MirrorsLost:   p.stats.MirrorsFailed.Load() + p.stats.MirrorsSkipped.Load(),
 	}
 }
 

@@ -75,6 +75,10 @@ type ProxyStats struct {
 	NotCaptured int64 `json:"notCaptured"`
 	Forwarded   int64 `json:"forwarded"`
 	Failed      int64 `json:"failed"`
+	HTTPConns   int64 `json:"httpConnections"`
+	Requests    int64 `json:"requests"`
+	// RequestErrors are requests answered with a 5xx or a proxy error.
+	RequestErrors int64 `json:"requestErrors"`
 }
 
 // CertSummary summarizes the workload certificates held by the agent.

@@ -45,8 +45,10 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "Version:\t%s (%s), kernel %s\n", st.Version, st.Commit, st.Kernel)
 	fmt.Fprintf(tw, "Uptime:\t%s\n", now.Sub(st.StartTime).Round(time.Second))
 	fmt.Fprintf(tw, "Mode:\t%s, fail-%s\n", st.Mode, st.FailMode)
-	fmt.Fprintf(tw, "Proxy:\tlistening=%s at %s, %d active, %d forwarded, %d failed, %d refused (not captured)\n",
-		yesNo(st.ProxyListening), strings.Join(st.ProxyAddress, ","), st.Proxy.Active, st.Proxy.Forwarded, st.Proxy.Failed, st.Proxy.NotCaptured)
+	fmt.Fprintf(tw, "Proxy:\tlistening=%s at %s; %d connections accepted (%d refused: not captured)\n",
+		yesNo(st.ProxyListening), strings.Join(st.ProxyAddress, ","), st.Proxy.Accepted, st.Proxy.NotCaptured)
+	fmt.Fprintf(tw, "\tTCP: %d forwarded, %d failed; HTTP: %d connections, %d requests, %d errors\n",
+		st.Proxy.Forwarded, st.Proxy.Failed, st.Proxy.HTTPConns, st.Proxy.Requests, st.Proxy.RequestErrors)
 	fmt.Fprintf(tw, "Cgroup root:\t%s\n", st.CgroupRoot)
 	fmt.Fprintf(tw, "Pins:\t%s\n", st.PinPath)
 	cfg := st.Config

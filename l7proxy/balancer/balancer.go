@@ -39,6 +39,10 @@ type Balancer struct {
 	mu sync.Mutex
 
 	handles sync.Pool // of *Handle
+
+	// peer is the balancer-wide latency estimate over every endpoint's
+	// answers: what an endpoint that has not answered yet is costed at.
+	peer endpoint
 }
 
 // endpointSet is an immutable endpoint list, replaced whole by Update.
@@ -59,6 +63,7 @@ func New(cfg Config, now func() time.Time) (*Balancer, error) {
 		now = time.Now
 	}
 	b := &Balancer{now: now, epoch: now()}
+	b.peer.ewma.Store(packEWMA(float64(st.defaultRTT), 0))
 	b.handles.New = func() any { return new(Handle) }
 	b.st.Store(st)
 	b.set.Store(&endpointSet{})
@@ -183,7 +188,9 @@ func (b *Balancer) Pick() (*Handle, error) {
 	}
 	st := b.st.Load()
 	now := b.nowNs()
-	c := Candidates{eps: set.eps, now: now, tick: tickOf(now), invTau: st.invTau, maxPending: st.maxPending}
+	tick := tickOf(now)
+	c := Candidates{eps: set.eps, now: now, tick: tick, invTau: st.invTau, maxPending: st.maxPending,
+		untried: b.peer.estimate(tick, st.invTau)}
 	for range pickAttempts {
 		i := st.selector.Select(c)
 		if uint(i) >= uint(len(set.eps)) {
@@ -258,7 +265,23 @@ func (h *Handle) Done(r Result) {
 		lat = max(now-h.start, 0)
 	}
 	failed := r.failed()
-	e.observe(float64(lat), tickOf(now), st.invTau, failed)
+	// Results that arrive while the endpoint is ejected (requests sent
+	// before) leave it untried, so it comes back costed like a new one.
+	first := !e.tried.Load() && e.ejectedUntil.Load() <= now && e.tried.CompareAndSwap(false, true)
+	if first && !failed {
+		// The first answer replaces the starting estimate outright: it
+		// was a guess, and blending would keep it for a Decay period.
+		e.ewma.Store(packEWMA(float64(lat), tickOf(now)))
+	} else {
+		e.observe(float64(lat), tickOf(now), st.invTau, failed)
+	}
+	if !failed {
+		if !b.peer.tried.Load() && b.peer.tried.CompareAndSwap(false, true) {
+			b.peer.ewma.Store(packEWMA(float64(lat), tickOf(now)))
+		} else {
+			b.peer.observe(float64(lat), tickOf(now), st.invTau, false)
+		}
+	}
 	e.inflight.Add(-1)
 	e.requests.Add(1)
 	if failed {
@@ -330,6 +353,9 @@ func (b *Balancer) eject(e *endpoint, now int64) {
 	e.ejectionsTotal.Add(1)
 	e.consec5xx.Store(0)
 	e.consecConnect.Store(0)
+	// Back from the ejection it is costed like a new endpoint until it
+	// answers, rather than shunned for its failures' peak latency.
+	e.tried.Store(false)
 }
 
 // ConnSlot is a reserved upstream connection slot on an endpoint, from

@@ -51,7 +51,10 @@ type endpoint struct {
 
 	// ewma packs the peak-EWMA latency estimate in ns (float32, high
 	// half) and the tick it was last updated (low half).
-	ewma     atomic.Uint64
+	ewma atomic.Uint64
+	// tried is set by the first result; a first successful answer
+	// replaces the starting estimate.
+	tried    atomic.Bool
 	inflight atomic.Int64
 	conns    atomic.Int64
 	requests atomic.Uint64
@@ -84,8 +87,17 @@ func (e *endpoint) estimate(tick uint32, invTau float64) float64 {
 // cost is P2C's load metric: the estimate times the requests in flight if
 // this one were added. The 1ns floor keeps in-flight counts comparable
 // after an idle estimate has decayed to zero.
-func (e *endpoint) cost(tick uint32, invTau float64) float64 {
-	return (e.estimate(tick, invTau) + 1) * float64(e.inflight.Load()+1)
+//
+// An endpoint that has not answered yet (new, or back from an ejection) is
+// costed at no more than untried, the balancer-wide estimate of its peers'
+// latency: its own starting guess would otherwise make P2C shun it while
+// its peers are idle, until the guess decays.
+func (e *endpoint) cost(tick uint32, invTau, untried float64) float64 {
+	est := e.estimate(tick, invTau)
+	if !e.tried.Load() {
+		est = min(est, untried)
+	}
+	return (est + 1) * float64(e.inflight.Load()+1)
 }
 
 // observe feeds one request's latency (ns) into the peak-EWMA estimate:

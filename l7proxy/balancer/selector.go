@@ -47,6 +47,7 @@ type Candidates struct {
 	now        int64 // ns on the balancer clock
 	tick       uint32
 	invTau     float64
+	untried    float64 // cost estimate for endpoints that have not answered
 	maxPending int64
 	mode       uint8 // 0: not yet known; modeNormal; modePanic
 }
@@ -72,7 +73,7 @@ func (c *Candidates) InFlight(i int) int { return int(c.eps[i].inflight.Load()) 
 
 // Cost returns endpoint i's P2C load: its peak-EWMA latency estimate in
 // nanoseconds times its requests in flight plus one.
-func (c *Candidates) Cost(i int) float64 { return c.eps[i].cost(c.tick, c.invTau) }
+func (c *Candidates) Cost(i int) float64 { return c.eps[i].cost(c.tick, c.invTau, c.untried) }
 
 // Selectable reports whether endpoint i may be picked now.
 func (c *Candidates) Selectable(i int) bool {

@@ -78,10 +78,14 @@ func TestP2CAvoidsSlowEndpoint(t *testing.T) {
 			share := float64(got[slow]) / picks
 			t.Logf("slow endpoint share %.4f (fair share %.2f)", share, 1/float64(tt.n))
 			require.Less(t, share, 0.10)
-			require.Positive(t, got[slow], "the slow endpoint is still probed")
 			for _, a := range addrs[1:] {
 				require.Greater(t, statusOf(t, b, slow).EWMA, statusOf(t, b, a).EWMA, "its estimate stays above %v's", a)
 			}
+			// Once its estimate has decayed (no traffic for a while), the
+			// slow endpoint is probed again.
+			clk.Advance(60 * time.Second)
+			require.Positive(t, simulate(t, b, clk, 2000/tt.perStep, tt.perStep, func(Addr) time.Duration { return time.Millisecond })[slow],
+				"the slow endpoint is probed again")
 		})
 	}
 }
@@ -211,4 +215,17 @@ func countSelectable(c *Candidates) int {
 		}
 	}
 	return n
+}
+
+// TestP2CNewEndpointGetsTrafficAtOnce: an endpoint that joins warm, idle
+// peers is costed like them until it answers, so under light sequential
+// load it gets its share at once, not after its starting guess decays.
+func TestP2CNewEndpointGetsTrafficAtOnce(t *testing.T) {
+	b, clk, addrs := newTestBalancer(t, Config{}, 3)
+	lat := func(Addr) time.Duration { return 2 * time.Millisecond }
+	simulate(t, b, clk, 3000, 1, lat) // warm up the first three
+	added := testAddrs(4)[3]
+	b.Update(append(addrs, added))
+	got := simulate(t, b, clk, 4000, 1, lat)
+	require.InDelta(t, 1000, got[added], 250, "the new endpoint takes about a quarter: %v", got)
 }

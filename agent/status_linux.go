@@ -62,6 +62,20 @@ func (a *Agent) Status() admin.Status {
 	return st
 }
 
+// Services implements admin.Backend.
+func (a *Agent) Services() []admin.Service { return servicesView(a.state.Load()) }
+
+// Routes implements admin.Backend.
+func (a *Agent) Routes() admin.Routes { return routesView(a.state.Load()) }
+
+// Endpoints implements admin.Backend.
+func (a *Agent) Endpoints() []admin.ServiceEndpoints {
+	if a.proxy == nil {
+		return nil
+	}
+	return endpointsView(a.state.Load(), a.proxy.Endpoints())
+}
+
 // Workloads implements admin.Backend.
 func (a *Agent) Workloads() []admin.Workload {
 	return a.state.Load().local

@@ -18,6 +18,9 @@ import (
 type Backend interface {
 	Status() Status
 	Workloads() []Workload
+	Services() []Service
+	Routes() Routes
+	Endpoints() []ServiceEndpoints
 }
 
 // Server serves the admin API on a unix socket.
@@ -40,6 +43,9 @@ func NewServer(path string, backend Backend, log *zap.Logger) (*Server, error) {
 	s := &Server{path: path, log: log.Named("admin"), backend: backend, mux: http.NewServeMux()}
 	s.Handle("GET "+APIVersion+"/status", func(*http.Request) (any, error) { return backend.Status(), nil })
 	s.Handle("GET "+APIVersion+"/workloads", func(*http.Request) (any, error) { return backend.Workloads(), nil })
+	s.Handle("GET "+APIVersion+"/services", func(*http.Request) (any, error) { return backend.Services(), nil })
+	s.Handle("GET "+APIVersion+"/routes", func(*http.Request) (any, error) { return backend.Routes(), nil })
+	s.Handle("GET "+APIVersion+"/endpoints", func(*http.Request) (any, error) { return backend.Endpoints(), nil })
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }

@@ -107,3 +107,80 @@ type Workload struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// ServiceRoutes is the effective route table of one Service port, as GET
+// /v1/routes lists it.
+type ServiceRoutes struct {
+	Service string       `json:"service"`
+	Entries []RouteEntry `json:"entries"`
+}
+
+// RouteEntry is one match, in precedence order.
+type RouteEntry struct {
+	Clients  string `json:"clients"`
+	Match    string `json:"match"`
+	Route    string `json:"route"`
+	Backends string `json:"backends"`
+	Filters  string `json:"filters,omitempty"`
+}
+
+// RouteStatus is a route's computed status, per parent.
+type RouteStatus struct {
+	Kind      string         `json:"kind"`
+	Namespace string         `json:"namespace"`
+	Name      string         `json:"name"`
+	Parents   []ParentStatus `json:"parents"`
+}
+
+// ParentStatus is the status of a route for one parentRef.
+type ParentStatus struct {
+	Parent     string      `json:"parent"`
+	Conditions []Condition `json:"conditions"`
+}
+
+// Condition is a status condition.
+type Condition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+}
+
+// Routes is the answer to GET /v1/routes.
+type Routes struct {
+	Tables   []ServiceRoutes `json:"tables"`
+	Statuses []RouteStatus   `json:"statuses"`
+}
+
+// ServiceEndpoints is a service port's endpoints as the balancer sees them.
+type ServiceEndpoints struct {
+	Service   string     `json:"service"`
+	Policy    string     `json:"policy"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one endpoint's health and load.
+type Endpoint struct {
+	Address        string    `json:"address"`
+	Pod            string    `json:"pod,omitempty"`
+	Node           string    `json:"node,omitempty"`
+	Ejected        bool      `json:"ejected"`
+	EjectedUntil   time.Time `json:"ejectedUntil,omitzero"`
+	EjectionsTotal uint64    `json:"ejectionsTotal"`
+	Consecutive5xx int       `json:"consecutive5xx"`
+	ConnectFails   int       `json:"consecutiveConnectFailures"`
+	InFlight       int       `json:"inFlight"`
+	EWMA           string    `json:"ewma"`
+	Requests       uint64    `json:"requests"`
+	Failures       uint64    `json:"failures"`
+}
+
+// Service is a Service port the proxy knows.
+type Service struct {
+	Service   string   `json:"service"`
+	VIPs      []string `json:"vips"`
+	Protocol  string   `json:"protocol"`
+	Policy    string   `json:"policy"`
+	Endpoints int      `json:"endpoints"`
+	Routes    bool     `json:"routes"`
+}

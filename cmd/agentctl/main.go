@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -15,7 +16,9 @@ var (
 
 func main() {
 	if err := newRoot(os.Stdout).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "agentctl:", err)
+		if !errors.Is(err, errInvalid) {
+			fmt.Fprintln(os.Stderr, "agentctl:", err)
+		}
 		os.Exit(1)
 	}
 }

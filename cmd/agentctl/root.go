@@ -66,6 +66,10 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.AddCommand(
 		newStatusCmd(o),
 		newWorkloadsCmd(o),
+		newServicesCmd(o),
+		newRoutesCmd(o),
+		newEndpointsCmd(o),
+		newConfigCmd(o),
 	)
 	return root
 }

@@ -53,9 +53,9 @@ type Manager struct {
 	cfg ManagerConfig
 	log *zap.Logger
 
-	mu      sync.RWMutex
-	wanted  map[ID]bool
-	certs   map[ID]*svid
+	mu     sync.RWMutex
+	wanted map[ID]bool
+	certs  map[ID]*svid
 	// pending holds when to retry identities whose first request failed.
 	pending map[ID]time.Time
 	changed chan struct{} // closed and replaced when a certificate is issued

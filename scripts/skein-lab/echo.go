@@ -138,7 +138,10 @@ pod, namespace and node come from SKEIN_LAB_POD, SKEIN_LAB_NAMESPACE and
 SKEIN_LAB_NODE, which the lab sets. Query parameters inject behaviour:
   ?status=503    answer with that status code
   ?delay=200ms   wait that long first (at most 1m)
-  ?size=1024     pad the body to that many bytes (at most 16 MiB)`,
+  ?size=1024     pad the body to that many bytes (at most 16 MiB)
+An HTTP/1.1 request to /upgrade with "Connection: Upgrade" and "Upgrade:
+skein-echo" gets 101, then "<pod>:" and an echo of every byte (see
+upgrade-client); a WebSocket to /ws gets "<pod>:<message>" for each message.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -171,7 +174,7 @@ func serveEcho(ctx context.Context, listen string, verbose bool, ready func(net.
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	var handler http.Handler = echoFromEnv()
+	handler := withLabRoutes(echoFromEnv())
 	if verbose {
 		next := handler
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,7 @@ build: ## Build the binaries into $(BIN)/.
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/skein-agent ./cmd/skein-agent
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/agentctl ./cmd/agentctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/skein-ca ./cmd/skein-ca
 	$(GO) build -o $(BIN)/skein-lab ./scripts/skein-lab
 
 lint: ## go vet, gofmt and the generate-diff check.

@@ -4,6 +4,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -20,12 +22,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinmesh/skein/agent/admin"
+	"github.com/skeinmesh/skein/agent/authz"
+	"github.com/skeinmesh/skein/agent/ca"
 	"github.com/skeinmesh/skein/agent/cgroup"
+	"github.com/skeinmesh/skein/agent/identity"
 	"github.com/skeinmesh/skein/agent/kernel"
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/agent/source"
 	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/l7proxy"
+	"github.com/skeinmesh/skein/l7proxy/tunnel"
 	"github.com/skeinmesh/skein/telemetry"
 )
 
@@ -48,6 +55,9 @@ type Agent struct {
 	proxy    *l7proxy.Proxy
 	source   Source
 	registry *prometheus.Registry
+	certs    *identity.Manager // nil without a CA
+	tunnel   *tunnel.Client    // nil without a CA
+	authz    atomic.Pointer[authz.Engine]
 
 	applyMu sync.Mutex // serializes apply
 	state   atomic.Pointer[derived]
@@ -148,7 +158,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.proxy, err = l7proxy.New(l7proxy.Config{ConnectTimeout: a.cfg.ConnectTimeout}, a, a.log)
+	var tunnelLn net.Listener
+	if a.cfg.CAAddress != "" {
+		if tunnelLn, err = a.setupIdentity(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	a.proxy, err = l7proxy.New(l7proxy.Config{
+		ConnectTimeout: a.cfg.ConnectTimeout,
+		Tunnel:         a.tunnel,
+		TunnelPort:     a.cfg.TunnelPort,
+		Authorizer:     a,
+	}, a, a.log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -196,6 +218,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn("reconciler", a.reconcile)
 	spawn("metrics server", metrics.Run)
 	spawn("admin server", adminSrv.Run)
+	if a.certs != nil {
+		spawn("certificate manager", a.certs.Run)
+		spawn("tunnel server", func(ctx context.Context) error {
+			err := a.proxy.ServeTunnel(tunnelLn, certSource{a.certs}, a.localIdentity)
+			if errors.Is(err, l7proxy.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		})
+	}
 
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- a.proxy.Serve(ln) }()
@@ -318,6 +350,10 @@ func (a *Agent) apply(u source.Update, fresh bool) {
 		a.log.Error("update capture maps", zap.Error(err))
 		errs = append(errs, "update capture maps: "+err.Error())
 	}
+	a.authz.Store(authz.New(snap.AuthorizationPolicies, a.cfg.RootNamespace))
+	if a.certs != nil {
+		a.certs.SetIdentities(next.identities)
+	}
 	a.proxy.Update(next.table)
 	a.state.Store(next)
 	a.cfgMu.Lock()
@@ -358,6 +394,57 @@ func (a *Agent) readyErr() error {
 	}
 	return nil
 }
+
+// setupIdentity prepares workload certificates from the CA, the tunnel
+// client and the tunnel listener.
+func (a *Agent) setupIdentity(ctx context.Context) (net.Listener, error) {
+	client, err := ca.NewClient(ca.ClientConfig{
+		Address: a.cfg.CAAddress, ServerName: a.cfg.CAServerName,
+		RootsFile: a.cfg.CARootsFile, TokenFile: a.cfg.CATokenFile, TTL: a.cfg.CertTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.certs, err = identity.NewManager(identity.ManagerConfig{Signer: client}, a.log); err != nil {
+		return nil, err
+	}
+	a.tunnel = tunnel.NewClient(certSource{a.certs}, a.cfg.ConnectTimeout)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", a.cfg.TunnelPort))
+	if err != nil {
+		return nil, fmt.Errorf("listen on tunnel port %d: %w", a.cfg.TunnelPort, err)
+	}
+	return ln, nil
+}
+
+// certSource adapts the certificate manager to what the tunnel needs.
+type certSource struct{ m *identity.Manager }
+
+var _ tunnel.Certs = certSource{}
+
+func (c certSource) Certificate(ctx context.Context, id spiffe.ID) (*tls.Certificate, error) {
+	return c.m.WaitCertificate(ctx, id)
+}
+
+func (c certSource) Roots() *x509.CertPool { return c.m.Roots() }
+
+// localIdentity maps a tunnel server name to a local workload identity.
+func (a *Agent) localIdentity(sni string) (spiffe.ID, bool) {
+	id, ok := a.state.Load().bySNI[sni]
+	return id, ok
+}
+
+// Authorize implements l7proxy.Authorizer with the current policies.
+func (a *Agent) Authorize(r *l7proxy.AuthzRequest) l7proxy.Decision {
+	e := a.authz.Load()
+	if e == nil {
+		return l7proxy.Decision{Allow: true}
+	}
+	return e.Authorize(r)
+}
+
+var _ l7proxy.Authorizer = (*Agent)(nil)
 
 // Resolve implements l7proxy.OrigDstResolver with one lookup in the capture
 // programs' map.

@@ -12,6 +12,7 @@ import (
 	"github.com/skeinmesh/skein/agent/cgroup"
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/l7proxy"
 	"github.com/skeinmesh/skein/l7proxy/balancer"
 	"github.com/skeinmesh/skein/l7proxy/route"
@@ -31,6 +32,11 @@ type derived struct {
 	local []admin.Workload
 	// routes are the compiled routes' statuses.
 	routes []route.Status
+	// identities are the SPIFFE IDs of the node's meshed workloads: the
+	// certificates the agent must hold.
+	identities []spiffe.ID
+	// bySNI maps the tunnel server name of each local identity back to it.
+	bySNI map[string]spiffe.ID
 }
 
 // buildInput is what a build needs besides the snapshot.
@@ -58,7 +64,9 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 			LocalNode:     in.node,
 		},
 		byCgroup: map[uint64]*l7proxy.Workload{},
+		bySNI:    map[string]spiffe.ID{},
 	}
+	d.table.Nodes = nodeAddrs(snap)
 
 	byKey := map[model.Key]*l7proxy.Workload{}
 	for _, key := range sortedKeys(snap.Pods) {
@@ -87,6 +95,14 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 		}
 		if p.Spec.NodeName != in.node {
 			continue
+		}
+		if meshed {
+			if id, err := spiffe.Parse(w.Identity); err == nil {
+				if _, dup := d.bySNI[id.SNI()]; !dup {
+					d.bySNI[id.SNI()] = id
+					d.identities = append(d.identities, id)
+				}
+			}
 		}
 		aw := admin.Workload{
 			Namespace: p.Namespace, Pod: p.Name, Workload: w.Name, ServiceAccount: sa,
@@ -147,6 +163,24 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 	}
 	d.table.Routes, d.routes = route.Compile(values(snap.HTTPRoutes), values(snap.GRPCRoutes), serviceLookup{snap})
 	return d
+}
+
+// nodeAddrs returns each node's InternalIP, where its tunnel listens.
+func nodeAddrs(snap *model.Snapshot) map[string]netip.Addr {
+	out := make(map[string]netip.Addr, len(snap.Nodes))
+	for name, n := range snap.Nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				if _, ok := out[name]; !ok || ip.Is4() {
+					out[name] = ip
+				}
+			}
+		}
+	}
+	return out
 }
 
 // serviceLookup answers the route compiler's questions from the snapshot.

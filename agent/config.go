@@ -45,6 +45,25 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Version and Commit identify the build.
 	Version, Commit string
+
+	// CAAddress is the skein-ca to get workload certificates from, host:port.
+	// Empty: no certificates, so no mTLS tunnel: traffic to other nodes goes
+	// direct, in plaintext.
+	CAAddress string
+	// CAServerName is the name to verify in the CA's certificate; empty:
+	// the host of CAAddress.
+	CAServerName string
+	// CARootsFile holds the CA's roots (PEM), to verify the CA.
+	CARootsFile string
+	// CATokenFile holds the agent's bearer token for the CA (a projected
+	// ServiceAccount token in Kubernetes, a bootstrap token in the lab).
+	CATokenFile string
+	// CertTTL is the workload certificate lifetime asked for. Zero: 24h.
+	CertTTL time.Duration
+	// TunnelPort is the mTLS tunnel's port. Zero: 15008.
+	TunnelPort uint16
+	// RootNamespace holds mesh-wide AuthorizationPolicies. Empty: skein-system.
+	RootNamespace string
 }
 
 func (c *Config) setDefaults() {
@@ -68,6 +87,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.CertTTL == 0 {
+		c.CertTTL = 24 * time.Hour
+	}
+	if c.TunnelPort == 0 {
+		c.TunnelPort = 15008
+	}
+	if c.RootNamespace == "" {
+		c.RootNamespace = "skein-system"
 	}
 	if !c.ProxyAddr4.IsValid() && c.NodeIP.Is4() {
 		c.ProxyAddr4 = c.NodeIP
@@ -95,7 +123,10 @@ func (c *Config) validate() error {
 	if c.ProxyAddr6.IsValid() && (!c.ProxyAddr6.Is6() || c.ProxyAddr6.Is4In6()) {
 		errs = append(errs, fmt.Errorf("proxy IPv6 address %s is not IPv6", c.ProxyAddr6))
 	}
-	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 {
+	if c.CAAddress != "" && (c.CARootsFile == "" || c.CATokenFile == "") {
+		errs = append(errs, errors.New("with --ca-address, --ca-roots and --ca-token-file are required"))
+	}
+	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 || c.CertTTL < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	return errors.Join(errs...)

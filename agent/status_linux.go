@@ -51,13 +51,29 @@ func (a *Agent) Status() admin.Status {
 			}
 		}
 	}
+	if a.certs != nil {
+		cs := &admin.CertSummary{Roots: len(a.certs.Bundle())}
+		cs.Issued, cs.Failed = a.certs.Counters()
+		for _, c := range a.certs.Status() {
+			if c.NotAfter.IsZero() {
+				cs.Missing++
+				continue
+			}
+			cs.Count++
+			if cs.NextExpiry.IsZero() || c.NotAfter.Before(cs.NextExpiry) {
+				cs.NextExpiry = c.NotAfter
+			}
+		}
+		st.Certs = cs
+	}
 	a.cfgMu.Lock()
 	st.Config = a.cfgStat
 	a.cfgMu.Unlock()
 	if a.proxy != nil {
 		s := a.proxy.Stats()
 		st.Proxy = admin.ProxyStats{Accepted: s.Accepted, Active: s.Active, NotCaptured: s.NotCaptured, Forwarded: s.Forwarded,
-			Failed: s.Failed, HTTPConns: s.HTTPConns, Requests: s.Requests, RequestErrors: s.RequestErrors}
+			Failed: s.Failed, HTTPConns: s.HTTPConns, Requests: s.Requests, RequestErrors: s.RequestErrors,
+			TunnelConns: s.TunnelConns, TunnelRefused: s.TunnelRefused, AuthzAllowed: s.AuthzAllowed, AuthzDenied: s.AuthzDenied}
 	}
 	return st
 }
@@ -74,6 +90,24 @@ func (a *Agent) Endpoints() []admin.ServiceEndpoints {
 		return nil
 	}
 	return endpointsView(a.state.Load(), a.proxy.Endpoints())
+}
+
+// Certs implements admin.Backend.
+func (a *Agent) Certs() admin.Certs {
+	if a.certs == nil {
+		return admin.Certs{}
+	}
+	out := admin.Certs{Enabled: true}
+	for _, c := range a.certs.Status() {
+		out.Certificates = append(out.Certificates, admin.Certificate{
+			Identity: c.Identity, Serial: c.Serial, Issuer: c.Issuer,
+			NotBefore: c.NotBefore, NotAfter: c.NotAfter, RenewAt: c.RenewAt,
+		})
+	}
+	for _, r := range a.certs.Bundle() {
+		out.Roots = append(out.Roots, admin.Root{Subject: r.Subject.String(), Serial: r.SerialNumber.Text(16), NotAfter: r.NotAfter})
+	}
+	return out
 }
 
 // Workloads implements admin.Backend.

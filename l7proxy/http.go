@@ -49,6 +49,11 @@ type RequestRecord struct {
 	Upstream   netip.AddrPort
 	Attempts   int
 	Err        error
+	// Reporter is "source" (the client's node proxy) or "destination"
+	// (the proxy in front of the pod, after the tunnel).
+	Reporter string
+	// Security is SecurityMutualTLS when the request crossed the tunnel.
+	Security string
 	// Header is the request's header, for trace context and request ids.
 	Header http.Header
 }
@@ -91,6 +96,7 @@ type connInfo struct {
 // reqState travels with a request through the reverse proxy and transport.
 type reqState struct {
 	rec    *RequestRecord
+	table  *Table
 	svc    *Service // the backend service, nil for a pod IP
 	bal    *balancer.Balancer
 	podDst netip.AddrPort // set when the destination is a pod IP
@@ -283,6 +289,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Path:      r.URL.Path,
 		Protocol:  protocolName(r),
 		Header:    r.Header,
+		Reporter:  ReporterSource,
+		Security:  SecurityNone,
 	}
 	cw := &countingWriter{ResponseWriter: w}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -298,7 +306,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.finishRequest(rec)
 	}()
 
-	st := &reqState{rec: rec}
+	st := &reqState{rec: rec, table: t}
 	svc := t.Services[ci.origin.Dst]
 	if svc == nil {
 		// A pod IP: no routing, straight to the pod the app dialed.
@@ -536,6 +544,8 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		code, flag = http.StatusGatewayTimeout, FlagUpstreamTimeout
 	case errors.Is(err, context.Canceled):
 		code, flag = 499, FlagDownstreamClosed
+	case errors.Is(err, errDenied):
+		code, flag = http.StatusForbidden, FlagUnauthorized
 	case isDialError(err):
 		code, flag = http.StatusServiceUnavailable, FlagUpstreamConnect
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skeinmesh/skein/l7proxy/balancer"
+	"github.com/skeinmesh/skein/l7proxy/tunnel"
 )
 
 // ErrNotCaptured is what an OrigDstResolver returns for a connection that the
@@ -50,7 +51,17 @@ type ConnRecord struct {
 	RecvBytes int64 // from the upstream to the client
 	Flag      string
 	Err       error
+	// Reporter is ReporterSource or ReporterDestination.
+	Reporter string
+	// Security is SecurityMutualTLS when the connection crossed the tunnel.
+	Security string
 }
+
+// Reporters, as Istio labels them.
+const (
+	ReporterSource      = "source"
+	ReporterDestination = "destination"
+)
 
 // Recorder receives what the proxy observed. Implementations must not block.
 type Recorder interface {
@@ -67,6 +78,15 @@ type Config struct {
 	RequestRecorder RequestRecorder
 	// HTTP tunes HTTP handling.
 	HTTP HTTPConfig
+	// Tunnel, if set, carries traffic to meshed pods on other nodes over
+	// mTLS; nil: such traffic goes direct, in plaintext.
+	Tunnel *tunnel.Client
+	// TunnelPort is the peers' tunnel port. Zero: 15008.
+	TunnelPort uint16
+	// Authorizer, if set, authorizes traffic to this node's pods.
+	Authorizer Authorizer
+	// Events, if set, receives troubleshooting events.
+	Events EventSink
 }
 
 // Proxy is the node proxy.
@@ -84,6 +104,7 @@ type Proxy struct {
 	reverse     *httputil.ReverseProxy
 	h1, h2      *http.Transport
 	mirrorSem   chan struct{}
+	tunnelSrv   *http.Server
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -103,6 +124,10 @@ type Stats struct {
 	Failed      atomic.Int64
 
 	HTTPConns      atomic.Int64
+	TunnelConns    atomic.Int64
+	TunnelRefused  atomic.Int64
+	AuthzAllowed   atomic.Int64
+	AuthzDenied    atomic.Int64
 	Requests       atomic.Int64
 	RequestErrors  atomic.Int64
 	Mirrored       atomic.Int64
@@ -123,6 +148,10 @@ type StatsSnapshot struct {
 	RequestErrors int64 `json:"requestErrors"`
 	Mirrored      int64 `json:"mirrored"`
 	MirrorsLost   int64 `json:"mirrorsLost"`
+	TunnelConns   int64 `json:"tunnelConnections"`
+	TunnelRefused int64 `json:"tunnelRefused"`
+	AuthzAllowed  int64 `json:"authzAllowed"`
+	AuthzDenied   int64 `json:"authzDenied"`
 }
 
 // New returns a proxy that resolves origins with resolver.
@@ -223,6 +252,10 @@ func (p *Proxy) Stats() StatsSnapshot {
 		RequestErrors: p.stats.RequestErrors.Load(),
 		Mirrored:      p.stats.Mirrored.Load(),
 		MirrorsLost:   p.stats.MirrorsFailed.Load() + p.stats.MirrorsSkipped.Load(),
+		TunnelConns:   p.stats.TunnelConns.Load(),
+		TunnelRefused: p.stats.TunnelRefused.Load(),
+		AuthzAllowed:  p.stats.AuthzAllowed.Load(),
+		AuthzDenied:   p.stats.AuthzDenied.Load(),
 	}
 }
 
@@ -317,6 +350,15 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Unlock()
 
 	// HTTP connections: idle ones close now, busy ones after their request.
+	p.mu.Lock()
+	tsrv := p.tunnelSrv
+	p.mu.Unlock()
+	if tsrv != nil {
+		if err := tsrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain tunnel: %w", err))
+			tsrv.Close()
+		}
+	}
 	if err := p.httpSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain http: %w", err))
 		p.httpSrv.Close()

@@ -84,4 +84,6 @@ type Table struct {
 	Routes *route.Table
 	// LocalNode is the node this proxy runs on.
 	LocalNode string
+	// Nodes are the nodes' addresses, where their tunnels listen.
+	Nodes map[string]netip.Addr
 }

@@ -17,7 +17,8 @@ import (
 // forwardTCP relays a connection as opaque bytes to an endpoint of the
 // destination: a service's endpoint, or the pod the app dialed.
 func (p *Proxy) forwardTCP(c net.Conn, origin Origin, t *Table) {
-	rec := ConnRecord{Start: time.Now(), Source: origin.Source, OrigDst: origin.Dst, Flag: FlagNone}
+	rec := ConnRecord{Start: time.Now(), Source: origin.Source, OrigDst: origin.Dst, Flag: FlagNone,
+		Reporter: ReporterSource, Security: SecurityNone}
 	defer func() {
 		rec.Duration = time.Since(rec.Start)
 		p.finish(rec)
@@ -46,9 +47,28 @@ func (p *Proxy) forwardTCP(c net.Conn, origin Origin, t *Table) {
 	}
 	rec.Upstream = upstream
 
+	hp := p.plan(t, origin.Source, upstream, rec.Dest)
+	if !hp.remote {
+		if d := p.authorizeLocal(t, origin.Source, rec.Dest, upstream.Port(), nil); !d.Allow {
+			rec.Flag = FlagUnauthorized
+			if h != nil {
+				h.Done(balancer.Result{})
+			}
+			resetConn(c)
+			return
+		}
+	} else {
+		rec.Security = SecurityMutualTLS
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout)
 	start := time.Now()
-	up, err := p.dialer.DialContext(ctx, "tcp", upstream.String())
+	var up net.Conn
+	var err error
+	if hp.remote {
+		up, err = p.cfg.Tunnel.Dial(ctx, hp.hop)
+	} else {
+		up, err = p.dialer.DialContext(ctx, "tcp", upstream.String())
+	}
 	connectTime := time.Since(start)
 	cancel()
 	if err != nil {

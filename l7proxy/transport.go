@@ -90,6 +90,19 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 	if st.svc != nil {
 		st.rec.Dest = st.svc.endpointWorkload(target)
 	}
+	hp := p.plan(st.table, st.rec.Source, target, st.rec.Dest)
+	if !hp.remote {
+		if d := p.authorizeLocal(st.table, st.rec.Source, st.rec.Dest, target.Port(), req); !d.Allow {
+			if h != nil {
+				h.Done(balancer.Result{Status: http.StatusForbidden})
+			}
+			return nil, false, errDenied
+		}
+		st.rec.Security = SecurityNone
+	} else {
+		st.rec.Security = SecurityMutualTLS
+		req.Header.Set("Skein-Peer-Workload", st.rec.Source.Name)
+	}
 
 	out := req.Clone(req.Context())
 	out.URL.Host = target.String()
@@ -104,7 +117,13 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 		rt = p.h2
 	}
 	start := time.Now()
-	resp, err := rt.RoundTrip(out)
+	var resp *http.Response
+	var err error
+	if hp.remote {
+		resp, err = p.roundTripRemote(out, hp, st.h2)
+	} else {
+		resp, err = rt.RoundTrip(out)
+	}
 	latency := time.Since(start)
 	if err != nil {
 		cancel()

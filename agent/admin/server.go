@@ -21,6 +21,7 @@ type Backend interface {
 	Services() []Service
 	Routes() Routes
 	Endpoints() []ServiceEndpoints
+	Certs() Certs
 }
 
 // Server serves the admin API on a unix socket.
@@ -46,6 +47,7 @@ func NewServer(path string, backend Backend, log *zap.Logger) (*Server, error) {
 	s.Handle("GET "+APIVersion+"/services", func(*http.Request) (any, error) { return backend.Services(), nil })
 	s.Handle("GET "+APIVersion+"/routes", func(*http.Request) (any, error) { return backend.Routes(), nil })
 	s.Handle("GET "+APIVersion+"/endpoints", func(*http.Request) (any, error) { return backend.Endpoints(), nil })
+	s.Handle("GET "+APIVersion+"/certs", func(*http.Request) (any, error) { return backend.Certs(), nil })
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }

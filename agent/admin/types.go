@@ -79,12 +79,47 @@ type ProxyStats struct {
 	Requests    int64 `json:"requests"`
 	// RequestErrors are requests answered with a 5xx or a proxy error.
 	RequestErrors int64 `json:"requestErrors"`
+	TunnelConns   int64 `json:"tunnelConnections"`
+	TunnelRefused int64 `json:"tunnelRefused"`
+	AuthzAllowed  int64 `json:"authzAllowed"`
+	AuthzDenied   int64 `json:"authzDenied"`
 }
 
 // CertSummary summarizes the workload certificates held by the agent.
 type CertSummary struct {
 	Count      int       `json:"count"`
-	NextExpiry time.Time `json:"nextExpiry"`
+	Missing    int       `json:"missing"`
+	NextExpiry time.Time `json:"nextExpiry,omitzero"`
+	Issued     int64     `json:"issued"`
+	Failed     int64     `json:"failed"`
+	Roots      int       `json:"roots"`
+}
+
+// Certificate is a workload certificate held by the agent, as GET /v1/certs
+// lists them. A wanted identity without one has a zero NotAfter.
+type Certificate struct {
+	Identity  string    `json:"identity"`
+	Serial    string    `json:"serial,omitempty"`
+	Issuer    string    `json:"issuer,omitempty"`
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	NotAfter  time.Time `json:"notAfter,omitzero"`
+	RenewAt   time.Time `json:"renewAt,omitzero"`
+}
+
+// Certs is the answer to GET /v1/certs.
+type Certs struct {
+	// Enabled is false when the agent has no CA (no mTLS).
+	Enabled      bool          `json:"enabled"`
+	Certificates []Certificate `json:"certificates"`
+	// Roots are the trust anchors: subject and expiry.
+	Roots []Root `json:"roots"`
+}
+
+// Root is a trust anchor.
+type Root struct {
+	Subject  string    `json:"subject"`
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"notAfter"`
 }
 
 // Workload is a pod on this node, as GET /v1/workloads lists them.

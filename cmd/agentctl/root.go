@@ -70,6 +70,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		newRoutesCmd(o),
 		newEndpointsCmd(o),
 		newConfigCmd(o),
+		newCertsCmd(o),
 	)
 	return root
 }

@@ -70,7 +70,12 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 		}
 	}
 	if st.Certs != nil {
-		fmt.Fprintf(tw, "Certificates:\t%d, next expiry %s\n", st.Certs.Count, st.Certs.NextExpiry.Format(time.RFC3339))
+		fmt.Fprintf(tw, "Certificates:\t%d held, %d pending; next expiry %s; %d issued, %d failed requests; %d trusted roots\n",
+			st.Certs.Count, st.Certs.Missing, st.Certs.NextExpiry.Format(time.RFC3339), st.Certs.Issued, st.Certs.Failed, st.Certs.Roots)
+		fmt.Fprintf(tw, "Tunnel:\t%d connections in, %d streams refused; authorization %d allowed, %d denied\n",
+			st.Proxy.TunnelConns, st.Proxy.TunnelRefused, st.Proxy.AuthzAllowed, st.Proxy.AuthzDenied)
+	} else {
+		fmt.Fprintf(tw, "Certificates:\tnone (no CA configured: traffic between nodes is plaintext)\n")
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -21,6 +21,7 @@ type Lab struct {
 	st     *state
 	agents map[string]*proc // agents this process started, by node
 	mains  map[string]*proc // pod main processes this process started, by pod key
+	ca     *proc            // the CA, if this process started it
 	down   bool
 }
 
@@ -91,6 +92,8 @@ func Up(ctx context.Context, topo *Topology, opts Options) (*Lab, error) {
 	st.StateDir = opts.StateDir
 	st.AgentBinary = opts.AgentBinary
 	st.AgentArgs = slices.Clone(opts.AgentArgs)
+	st.CABinary = opts.CABinary
+	st.CAArgs = slices.Clone(opts.CAArgs)
 	st.PinDir = pinDir(opts.Prefix)
 	if st.Cgroup2, err = cgroup2Mount(); err != nil {
 		return nil, err
@@ -159,6 +162,11 @@ func (l *Lab) build(ctx context.Context) error {
 	}
 	for _, p := range st.Pods {
 		if err := l.startMain(p); err != nil {
+			return err
+		}
+	}
+	if st.CABinary != "" {
+		if err := l.startCALocked(nil); err != nil {
 			return err
 		}
 	}

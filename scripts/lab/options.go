@@ -21,6 +21,11 @@ type Options struct {
 	AgentBinary string
 	// AgentArgs are extra agent flags for every node.
 	AgentArgs []string
+	// CABinary is skein-ca; if set, Up starts it on the first node before
+	// the agents and points every agent at it (mTLS between nodes).
+	CABinary string
+	// CAArgs are extra skein-ca serve flags.
+	CAArgs []string
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -53,6 +58,13 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.StateDir == "/" {
 		return o, errors.New("state dir /: pick a directory of its own")
+	}
+	if o.CABinary != "" && !filepath.IsAbs(o.CABinary) {
+		abs, err := filepath.Abs(o.CABinary)
+		if err != nil {
+			return o, err
+		}
+		o.CABinary = abs
 	}
 	if o.AgentBinary != "" && !filepath.IsAbs(o.AgentBinary) {
 		abs, err := filepath.Abs(o.AgentBinary)

@@ -59,6 +59,8 @@ type state struct {
 	PinDir      string          `json:"bpfPinRoot"`
 	AgentBinary string          `json:"agentBinary,omitempty"`
 	AgentArgs   []string        `json:"agentArgs,omitempty"`
+	CABinary    string          `json:"caBinary,omitempty"`
+	CAArgs      []string        `json:"caArgs,omitempty"`
 	Underlay    string          `json:"underlayNetns"`
 	Nodes       []*nodeState    `json:"nodes"`
 	Namespaces  []NamespaceSpec `json:"namespaces,omitempty"`

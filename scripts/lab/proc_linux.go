@@ -331,7 +331,7 @@ func (l *Lab) AgentArgs(node string) []string {
 
 func (l *Lab) agentArgs(n *nodeState) []string {
 	st := l.st
-	return []string{
+	args := []string{
 		"--node", n.Name,
 		"--config", filepath.Join(st.StateDir, clusterFile),
 		"--cgroup-root", podRootCgroup(st.Cgroup2, st.Prefix, n.Name),
@@ -340,6 +340,7 @@ func (l *Lab) agentArgs(n *nodeState) []string {
 		"--admin-socket", filepath.Join(st.StateDir, n.Name, adminSocket),
 		"--bpf-pin-root", st.PinDir,
 	}
+	return append(args, l.caAgentArgs(n)...)
 }
 
 func (l *Lab) startAgentLocked(n *nodeState, extraArgs []string) error {

@@ -33,6 +33,8 @@ func newUpCommand(g *globalFlags) *cobra.Command {
 		noAgents  bool
 		agentArgs []string
 		quiet     bool
+		caBin     string
+		noCA      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up -f TOPOLOGY",
@@ -61,6 +63,12 @@ to skein-lab; --no-agents starts none. Pod commands find skein-lab on PATH.`,
 					}
 				}
 			}
+			if !noCA {
+				opts.CABinary = caBin
+				if caBin == "" {
+					opts.CABinary = findBinary("skein-ca")
+				}
+			}
 			if self, err := os.Executable(); err == nil {
 				// So that pod commands such as `skein-lab echo` resolve.
 				os.Setenv("PATH", filepath.Dir(self)+string(os.PathListSeparator)+os.Getenv("PATH"))
@@ -80,16 +88,22 @@ to skein-lab; --no-agents starts none. Pod commands find skein-lab on PATH.`,
 	cmd.Flags().BoolVar(&noAgents, "no-agents", false, "start no agents")
 	cmd.Flags().StringArrayVar(&agentArgs, "agent-arg", nil, "extra flag for every agent (repeatable)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress output")
+	cmd.Flags().StringVar(&caBin, "ca", "", "path to skein-ca, started on the first node for mTLS between nodes (default: ./bin/skein-ca or next to skein-lab)")
+	cmd.Flags().BoolVar(&noCA, "no-ca", false, "start no CA: traffic between nodes is plaintext")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
 // findAgent returns ./bin/skein-agent or skein-agent next to this program,
 // whichever exists first.
-func findAgent() string {
-	candidates := []string{filepath.Join("bin", "skein-agent")}
+func findAgent() string { return findBinary("skein-agent") }
+
+// findBinary returns ./bin/<name> or <name> next to this program, whichever
+// exists first.
+func findBinary(name string) string {
+	candidates := []string{filepath.Join("bin", name)}
 	if self, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(self), "skein-agent"))
+		candidates = append(candidates, filepath.Join(filepath.Dir(self), name))
 	}
 	for _, c := range candidates {
 		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {

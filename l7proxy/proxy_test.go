@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/skeinmesh/skein/l7proxy/balancer"
 )
 
 // fakeResolver maps a client's local port to an origin, standing in for the
@@ -157,7 +159,8 @@ func TestForwardToServiceEndpoints(t *testing.T) {
 	client := &Workload{Name: "client", Namespace: "shop", Pod: "client-1"}
 	vip := netip.MustParseAddrPort("10.96.0.10:80")
 	h.proxy.Update(&Table{Services: map[netip.AddrPort]*Service{
-		vip: {Namespace: "shop", Name: "product", Port: 80, Endpoints: []*Endpoint{{Addr: a}, {Addr: b}}},
+		vip: {Namespace: "shop", Name: "product", Port: 80, Endpoints: []*Endpoint{{Addr: a}, {Addr: b}},
+			Balancer: balancer.Config{Policy: balancer.RoundRobin}},
 	}})
 
 	got := map[string]int{}

@@ -27,6 +27,7 @@ import (
 	"github.com/skeinmesh/skein/agent/cgroup"
 	"github.com/skeinmesh/skein/agent/identity"
 	"github.com/skeinmesh/skein/agent/kernel"
+	"github.com/skeinmesh/skein/agent/kube"
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/agent/source"
 	"github.com/skeinmesh/skein/bpf/capture"
@@ -73,9 +74,24 @@ func New(cfg Config, log *zap.Logger) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
-	src, err := source.NewFiles(source.FilesConfig{Paths: cfg.ConfigPaths}, log)
-	if err != nil {
-		return nil, err
+	var src Source
+	var srcName string
+	if cfg.Kubeconfig != "" || cfg.InCluster {
+		ks, err := kube.New(kube.Config{Kubeconfig: cfg.Kubeconfig, InCluster: cfg.InCluster,
+			UserAgent: "skein-agent/" + cfg.Version + " (" + cfg.NodeName + ")"}, log)
+		if err != nil {
+			return nil, err
+		}
+		src, srcName = ks, "kubernetes API"
+		if cfg.Kubeconfig != "" {
+			srcName += " (kubeconfig " + cfg.Kubeconfig + ")"
+		}
+	} else {
+		fs, err := source.NewFiles(source.FilesConfig{Paths: cfg.ConfigPaths}, log)
+		if err != nil {
+			return nil, err
+		}
+		src, srcName = fs, fmt.Sprintf("files %v", cfg.ConfigPaths)
 	}
 	a := &Agent{
 		cfg:      cfg,
@@ -86,7 +102,7 @@ func New(cfg Config, log *zap.Logger) (*Agent, error) {
 		updates:  make(chan source.Update, 1),
 		pinPath:  filepath.Join(cfg.PinRoot, cfg.NodeName, "capture"),
 	}
-	a.cfgStat.Source = fmt.Sprintf("files %v", cfg.ConfigPaths)
+	a.cfgStat.Source = srcName
 	a.state.Store(build(model.NewSnapshot(), buildInput{node: cfg.NodeName, trustDomain: cfg.TrustDomain}))
 	return a, nil
 }
@@ -342,7 +358,8 @@ func (a *Agent) apply(u source.Update, fresh bool) {
 			a.log.Warn("rejected configuration; its last good version keeps serving", zap.String("error", e))
 		}
 	}
-	next := build(snap, buildInput{node: a.cfg.NodeName, trustDomain: a.cfg.TrustDomain, cgroups: cgroups})
+	next := build(snap, buildInput{node: a.cfg.NodeName, trustDomain: a.cfg.TrustDomain, cgroups: cgroups,
+		mode: a.cfg.Mode, trusted: a.trustedSources()})
 	if !fresh && sameMembers(prev, next) {
 		return
 	}
@@ -393,6 +410,17 @@ func (a *Agent) readyErr() error {
 		return errors.New("outbound listener not registered")
 	}
 	return nil
+}
+
+// trustedSources are the addresses the proxy connects to local pods from.
+func (a *Agent) trustedSources() []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range []netip.Addr{a.cfg.ProxyAddr4, a.cfg.ProxyAddr6, a.cfg.NodeIP} {
+		if ip.IsValid() {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 // setupIdentity prepares workload certificates from the CA, the tunnel

@@ -43,7 +43,11 @@ type derived struct {
 type buildInput struct {
 	node        string
 	trustDomain string
-	cgroups     map[string]cgroup.Pod // by pod UID
+	// mode is the cluster-wide mTLS mode (namespaces may override it).
+	mode string
+	// trusted are the addresses the proxy connects to pods from.
+	trusted []netip.Addr
+	cgroups map[string]cgroup.Pod // by pod UID
 }
 
 // build derives the BPF state and the proxy table from a snapshot. It is a
@@ -52,7 +56,7 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 	d := &derived{
 		snap: snap,
 		capture: capture.State{
-			Members:       map[uint64]bool{},
+			Members:       map[uint64]capture.MemberFlags{},
 			ExcludedPorts: map[uint64][]uint16{},
 			Destinations:  map[netip.AddrPort]capture.DstKind{},
 		},
@@ -67,6 +71,7 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 		bySNI:    map[string]spiffe.ID{},
 	}
 	d.table.Nodes = nodeAddrs(snap)
+	d.capture.TrustedSources = in.trusted
 
 	byKey := map[model.Key]*l7proxy.Workload{}
 	for _, key := range sortedKeys(snap.Pods) {
@@ -120,7 +125,14 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 			aw.Cgroup, aw.CgroupID = cg.Path, cg.ID
 			d.byCgroup[cg.ID] = w
 			if meshed {
-				d.capture.Members[cg.ID] = true
+				flags := capture.MemberMeshed
+				if model.NamespaceMode(snap.Namespaces[p.Namespace], in.mode) == model.ModeStrict {
+					flags |= capture.MemberStrict
+					aw.Mode = model.ModeStrict
+				} else {
+					aw.Mode = model.ModePermissive
+				}
+				d.capture.Members[cg.ID] = flags
 				if ports, err := model.ParsePorts(p.Annotations[model.ExcludeOutboundPortsAnnotation]); err == nil && len(ports) > 0 {
 					d.capture.ExcludedPorts[cg.ID] = ports
 					aw.ExcludedPorts = ports

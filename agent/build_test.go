@@ -74,7 +74,15 @@ func TestBuild(t *testing.T) {
 		},
 	})
 
-	require.Equal(t, map[uint64]bool{101: true, 102: true}, d.capture.Members, "only meshed local pods with a cgroup")
+	require.Equal(t, map[uint64]capture.MemberFlags{101: capture.MemberMeshed, 102: capture.MemberMeshed}, d.capture.Members,
+		"only meshed local pods with a cgroup")
+
+	// A namespace in STRICT mode marks its pods; the cluster default applies elsewhere.
+	snap := testSnapshot()
+	snap.Namespaces["shop"].Labels[model.MTLSModeLabel] = "strict"
+	d2 := build(snap, buildInput{node: "node-a", trustDomain: "example.org", mode: model.ModePermissive,
+		cgroups: map[string]cgroup.Pod{"uid-client": {Path: "/cg/client", ID: 101}}})
+	require.Equal(t, capture.MemberMeshed|capture.MemberStrict, d2.capture.Members[101])
 	require.Equal(t, map[uint64][]uint16{101: {3306}}, d.capture.ExcludedPorts)
 	require.Equal(t, map[netip.AddrPort]capture.DstKind{
 		netip.MustParseAddrPort("10.96.0.10:80"): capture.DstService,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -12,8 +13,15 @@ type Config struct {
 	// NodeName is the Kubernetes node this agent serves. Required.
 	NodeName string
 	// ConfigPaths are YAML files or directories of Kubernetes objects
-	// (standalone mode). Required until the API source exists.
+	// (standalone mode). Exactly one of ConfigPaths, Kubeconfig and
+	// InCluster is required.
 	ConfigPaths []string
+	// Kubeconfig is the path of a kubeconfig: the agent reads the objects
+	// from the API server with informers (package kube).
+	Kubeconfig string
+	// InCluster reads the objects from the API server with the pod's
+	// service account, as the DaemonSet does.
+	InCluster bool
 	// CgroupRoot is the cgroup v2 directory holding the node's pod cgroups.
 	// Empty: kubepods.slice or kubepods under the cgroup2 mount.
 	CgroupRoot string
@@ -64,6 +72,10 @@ type Config struct {
 	TunnelPort uint16
 	// RootNamespace holds mesh-wide AuthorizationPolicies. Empty: skein-system.
 	RootNamespace string
+	// Mode is the cluster-wide mTLS mode, PERMISSIVE (default) or STRICT;
+	// a namespace label skein.io/mtls-mode overrides it. STRICT implies
+	// FailClosed.
+	Mode string
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +109,13 @@ func (c *Config) setDefaults() {
 	if c.RootNamespace == "" {
 		c.RootNamespace = "skein-system"
 	}
+	c.Mode = strings.ToUpper(c.Mode)
+	if c.Mode == "" {
+		c.Mode = "PERMISSIVE"
+	}
+	if c.Mode == "STRICT" {
+		c.FailClosed = true
+	}
 	if !c.ProxyAddr4.IsValid() && c.NodeIP.Is4() {
 		c.ProxyAddr4 = c.NodeIP
 	}
@@ -111,8 +130,11 @@ func (c *Config) validate() error {
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("node name is required (--node, or NODE_NAME from the downward API)"))
 	}
-	if len(c.ConfigPaths) == 0 {
-		errs = append(errs, errors.New("a configuration source is required (--config FILE)"))
+	switch sources := btoi(len(c.ConfigPaths) > 0) + btoi(c.Kubeconfig != "") + btoi(c.InCluster); {
+	case sources == 0:
+		errs = append(errs, errors.New("a configuration source is required (--config FILE, --kubeconfig FILE or --in-cluster)"))
+	case sources > 1:
+		errs = append(errs, errors.New("choose one configuration source: --config, --kubeconfig or --in-cluster"))
 	}
 	if !c.ProxyAddr4.IsValid() && !c.ProxyAddr6.IsValid() {
 		errs = append(errs, errors.New("the address pods reach the proxy at is required (--proxy-address or --node-ip)"))
@@ -123,6 +145,9 @@ func (c *Config) validate() error {
 	if c.ProxyAddr6.IsValid() && (!c.ProxyAddr6.Is6() || c.ProxyAddr6.Is4In6()) {
 		errs = append(errs, fmt.Errorf("proxy IPv6 address %s is not IPv6", c.ProxyAddr6))
 	}
+	if c.Mode != "PERMISSIVE" && c.Mode != "STRICT" {
+		errs = append(errs, fmt.Errorf("--mode %q: want PERMISSIVE or STRICT", c.Mode))
+	}
 	if c.CAAddress != "" && (c.CARootsFile == "" || c.CATokenFile == "") {
 		errs = append(errs, errors.New("with --ca-address, --ca-roots and --ca-token-file are required"))
 	}
@@ -130,4 +155,11 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

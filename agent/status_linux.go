@@ -21,7 +21,7 @@ func (a *Agent) Status() admin.Status {
 		StartTime:  a.start,
 		Kernel:     kernelRelease(),
 		Ready:      a.readyErr() == nil,
-		Mode:       "PERMISSIVE",
+		Mode:       a.cfg.Mode,
 		FailMode:   "open",
 		CgroupRoot: a.cgroupRoot,
 		PinPath:    a.pinPath,
@@ -44,6 +44,7 @@ func (a *Agent) Status() admin.Status {
 			st.Programs = append(st.Programs, admin.Program{Name: p.Name, ID: uint32(p.ID), LinkID: uint32(p.LinkID), Pinned: p.Pinned})
 		}
 		st.Maps = mapStatus(a.datapath.Maps())
+		st.StrictDrops, _, _ = a.datapath.StrictStats()
 		if v, err := a.datapath.Verdicts(); err == nil {
 			st.Capture = map[string]uint64{}
 			for k, n := range v {

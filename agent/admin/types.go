@@ -17,6 +17,9 @@ type Status struct {
 	Mode string `json:"mode"`
 	// FailMode is "open" or "closed": what capture does when no proxy listens.
 	FailMode string `json:"failMode"`
+	// StrictDrops counts new inbound plaintext connections STRICT mode
+	// dropped in the kernel.
+	StrictDrops uint64 `json:"strictDrops"`
 	// ProxyListening says whether the liveness entry is present.
 	ProxyListening bool     `json:"proxyListening"`
 	ProxyAddress   []string `json:"proxyAddress"`
@@ -135,7 +138,9 @@ type Workload struct {
 	CgroupID       uint64   `json:"cgroupID,omitempty"`
 	Captured       bool     `json:"captured"`
 	Reason         string   `json:"reason"`
-	ExcludedPorts  []uint16 `json:"excludedPorts,omitempty"`
+	// Mode is the pod's mTLS mode, STRICT or PERMISSIVE, when captured.
+	Mode          string   `json:"mode,omitempty"`
+	ExcludedPorts []uint16 `json:"excludedPorts,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -21,10 +21,34 @@ const (
 	// separated, whose connects from the pod bypass the mesh.
 	ExcludeOutboundPortsAnnotation = "skein.io/exclude-outbound-ports"
 
+	// MTLSModeLabel on a namespace overrides the cluster-wide mTLS mode
+	// for its pods: STRICT or PERMISSIVE.
+	MTLSModeLabel = "skein.io/mtls-mode"
+
 	// LBPolicyAnnotation on a Service selects its load-balancing policy:
 	// "p2c-ewma" (default), "round-robin" or "random".
 	LBPolicyAnnotation = balancer.PolicyAnnotation
 )
+
+// mTLS modes.
+const (
+	ModePermissive = "PERMISSIVE"
+	ModeStrict     = "STRICT"
+)
+
+// NamespaceMode returns a namespace's mTLS mode: its label if set, else the
+// cluster-wide default.
+func NamespaceMode(ns *corev1.Namespace, clusterDefault string) string {
+	if ns != nil {
+		switch strings.ToUpper(ns.Labels[MTLSModeLabel]) {
+		case ModeStrict:
+			return ModeStrict
+		case ModePermissive:
+			return ModePermissive
+		}
+	}
+	return clusterDefault
+}
 
 // NamespaceEnrolled reports whether a namespace is in the mesh.
 func NamespaceEnrolled(ns *corev1.Namespace) bool {

@@ -44,6 +44,9 @@ func Validate(obj runtime.Object) FieldErrors {
 	case *corev1.Namespace:
 		errs = validateMeta(&o.ObjectMeta, false)
 		errs = append(errs, validateMeshValue(field.NewPath("metadata", "labels").Key(MeshLabel), o.Labels)...)
+		if v, ok := o.Labels[MTLSModeLabel]; ok && strings.ToUpper(v) != ModeStrict && strings.ToUpper(v) != ModePermissive {
+			errs = append(errs, field.NotSupported(field.NewPath("metadata", "labels").Key(MTLSModeLabel), v, []string{ModeStrict, ModePermissive}))
+		}
 	case *corev1.Pod:
 		errs = validatePod(o)
 	case *corev1.Service:

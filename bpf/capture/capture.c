@@ -38,6 +38,7 @@ enum verdict {
 
 /* Pod flags in members. */
 #define MEMBER_MESHED (1u << 0)
+#define MEMBER_STRICT (1u << 1)	/* STRICT mode: inbound plaintext from outside the mesh is dropped */
 
 /* Destination flags in mesh_dsts. */
 #define DST_SERVICE (1u << 0)
@@ -91,6 +92,15 @@ struct conn_key {
 	__u16 sport;		/* host order */
 	__u16 dport;		/* host order */
 	__u32 pad;
+};
+
+/* strict_args is the input and output of test_strict (unit tests only). */
+struct strict_args {
+	struct skein_addr src;
+	__u16 dport;
+	__u8 syn;		/* SYN without ACK: a new inbound connection */
+	__u8 strict;		/* the receiving pod is in STRICT mode */
+	__u32 verdict;		/* out: 1 pass, 0 drop */
 };
 
 /* decide_args is the input and output of test_decide (unit tests only). */
@@ -169,6 +179,25 @@ struct {
 
 /* Keep the types the Go side needs in BTF even where no map names them. */
 const struct decide_args *unused_decide_args __attribute__((unused));
+const struct strict_args *unused_strict_args __attribute__((unused));
+
+/* trusted_srcs are the addresses the node proxy connects to pods from (its
+ * own addresses and the node's): in STRICT mode, the only sources a meshed
+ * pod accepts new TCP connections from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct skein_addr);
+	__type(value, __u8);
+} trusted_srcs SEC(".maps");
+
+/* strict_stats counts, per CPU: [0] inbound connections dropped, [1] passed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} strict_stats SEC(".maps");
 const struct skein_event *unused_skein_event __attribute__((unused));
 
 #define MAX_CGROUP_DEPTH 16
@@ -406,6 +435,130 @@ int skein_sockops(struct bpf_sock_ops *ops)
 	key.dport = (__u16)bpf_ntohl(ops->remote_port);
 	bpf_map_update_elem(&orig_dst, &key, o, BPF_ANY);
 	return 1;
+}
+
+/* strict_decide says whether an inbound packet may pass: in STRICT mode a
+ * new TCP connection (SYN without ACK) must come from the node proxy, so
+ * plaintext from outside the mesh never reaches the pod; replies to the
+ * pod's own connections and established flows pass. */
+static __always_inline int strict_decide(struct skein_addr *src, int syn, int strict)
+{
+	if (!strict || !syn)
+		return 1;
+	if (skein_addr_is_loopback(src))
+		return 1;
+	if (bpf_map_lookup_elem(&trusted_srcs, src))
+		return 1;
+	return 0;
+}
+
+static __always_inline void count_strict(__u32 i)
+{
+	__u64 *c = bpf_map_lookup_elem(&strict_stats, &i);
+
+	if (c)
+		*c += 1;
+}
+
+#define ETH_P_IP_BE 0x0008	/* htons(ETH_P_IP) */
+#define ETH_P_IPV6_BE 0xDD86	/* htons(ETH_P_IPV6) */
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+/* skein_ingress enforces STRICT mode on the node's pods. It hooks
+ * cgroup_skb/ingress on the pod cgroup root, so it sees every packet
+ * delivered to a pod's sockets, and finds the pod by the receiving socket's
+ * cgroup. Minimum kernel: 5.10 (bpf_skb_ancestor_cgroup_id). */
+SEC("cgroup_skb/ingress")
+int skein_ingress(struct __sk_buff *skb)
+{
+	struct skein_addr src = {};
+	__u8 flags = 0;
+	__u16 sport = 0, dport = 0;
+	struct skein_addr dst = {};
+
+	if (skb->protocol == ETH_P_IP_BE) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0 || ip.protocol != IPPROTO_TCP)
+			return 1;
+		skein_addr_from4(&src, ip.saddr);
+		skein_addr_from4(&dst, ip.daddr);
+		__u32 off = (ip.ihl & 0xf) * 4;
+		struct tcphdr tcp;
+
+		if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp)) < 0)
+			return 1;
+		flags = ((__u8 *)&tcp)[13];
+		sport = bpf_ntohs(tcp.source);
+		dport = bpf_ntohs(tcp.dest);
+	} else if (skb->protocol == ETH_P_IPV6_BE) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0 || ip6.nexthdr != IPPROTO_TCP)
+			return 1; /* extension headers: not a plain TCP packet, let the stack judge */
+		__builtin_memcpy(&src, &ip6.saddr, sizeof(src));
+		__builtin_memcpy(&dst, &ip6.daddr, sizeof(dst));
+		struct tcphdr tcp;
+
+		if (bpf_skb_load_bytes(skb, sizeof(ip6), &tcp, sizeof(tcp)) < 0)
+			return 1;
+		flags = ((__u8 *)&tcp)[13];
+		sport = bpf_ntohs(tcp.source);
+		dport = bpf_ntohs(tcp.dest);
+	} else {
+		return 1;
+	}
+	int syn = (flags & TCP_FLAG_SYN) && !(flags & TCP_FLAG_ACK);
+
+	if (!syn)
+		return 1;	/* the common case, decided before any map lookup */
+
+	__u64 cgid = 0;
+	struct member *m = 0;
+
+	for (int level = 1; level <= MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
+
+		if (!id)
+			break;
+		m = bpf_map_lookup_elem(&members, &id);
+		if (m) {
+			cgid = id;
+			break;
+		}
+	}
+	int strict = m && (m->flags & MEMBER_STRICT);
+
+	if (strict_decide(&src, syn, strict)) {
+		if (strict)
+			count_strict(1);
+		return 1;
+	}
+	count_strict(0);
+	if (skein_trace_wanted(SKEIN_EV_STRICT_DROP, cgid)) {
+		struct skein_event ev = {};
+
+		ev.ts_ns = bpf_ktime_get_ns();
+		ev.cgroup_id = cgid;
+		ev.kind = SKEIN_EV_STRICT_DROP;
+		ev.saddr = src;
+		ev.daddr = dst;
+		ev.sport = sport;
+		ev.dport = dport;
+		skein_trace_emit(&ev);
+	}
+	return 0;
+}
+
+/* test_strict runs strict_decide() for the unit tests. */
+SEC("syscall")
+int test_strict(struct strict_args *args)
+{
+	struct skein_addr src = args->src;
+
+	args->verdict = strict_decide(&src, args->syn, args->strict);
+	return 0;
 }
 
 /* test_decide runs decide() on the arguments it is given; it is never

@@ -14,30 +14,18 @@ import (
 )
 
 type captureCaptureConfig struct {
-	_      structs.HostLayout
-	Proxy4 struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Proxy6 struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
+	_         structs.HostLayout
+	Proxy4    captureSkeinAddr
+	Proxy6    captureSkeinAddr
 	ProxyPort uint16
 	Pad       uint16
 	Flags     uint32
 }
 
 type captureConnKey struct {
-	_   structs.HostLayout
-	Src struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Dst struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
+	_     structs.HostLayout
+	Src   captureSkeinAddr
+	Dst   captureSkeinAddr
 	Sport uint16
 	Dport uint16
 	Pad   uint32
@@ -46,14 +34,11 @@ type captureConnKey struct {
 type captureDecideArgs struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	Dst      struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Port    uint16
-	Alive   uint8
-	V6      uint8
-	Verdict uint32
+	Dst      captureSkeinAddr
+	Port     uint16
+	Alive    uint8
+	V6       uint8
+	Verdict  uint32
 }
 
 type captureDstInfo struct {
@@ -63,10 +48,7 @@ type captureDstInfo struct {
 
 type captureDstKey struct {
 	_    structs.HostLayout
-	Addr struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
+	Addr captureSkeinAddr
 	Port uint16
 	Pad  uint16
 }
@@ -85,33 +67,26 @@ type captureMember struct {
 }
 
 type captureOrigin struct {
-	_    structs.HostLayout
-	Addr struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
+	_        structs.HostLayout
+	Addr     captureSkeinAddr
 	Port     uint16
 	Family   uint16
 	Pad      uint32
 	CgroupId uint64
 }
 
+type captureSkeinAddr struct {
+	_ structs.HostLayout
+	W [4]uint32
+}
+
 type captureSkeinEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
 	CgroupId uint64
-	Saddr    struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Daddr struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Orig struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
+	Saddr    captureSkeinAddr
+	Daddr    captureSkeinAddr
+	Orig     captureSkeinAddr
 	Sport    uint16
 	Dport    uint16
 	OrigPort uint16
@@ -119,6 +94,15 @@ type captureSkeinEvent struct {
 	Reason   uint8
 	Value    uint32
 	Pad      uint32
+}
+
+type captureStrictArgs struct {
+	_       structs.HostLayout
+	Src     captureSkeinAddr
+	Dport   uint16
+	Syn     uint8
+	Strict  uint8
+	Verdict uint32
 }
 
 type captureTraceFilter struct {
@@ -140,17 +124,22 @@ const (
 	captureMapOrigDst            = "orig_dst"
 	captureMapProxyListener      = "proxy_listener"
 	captureMapSockOrigin         = "sock_origin"
+	captureMapStrictStats        = "strict_stats"
 	captureMapTraceCfg           = "trace_cfg"
 	captureMapTraceLost          = "trace_lost"
+	captureMapTrustedSrcs        = "trusted_srcs"
 	captureMapVerdicts           = "verdicts"
 	captureProgSkeinConnect4     = "skein_connect4"
 	captureProgSkeinConnect6     = "skein_connect6"
 	captureProgSkeinGetpeername4 = "skein_getpeername4"
 	captureProgSkeinGetpeername6 = "skein_getpeername6"
+	captureProgSkeinIngress      = "skein_ingress"
 	captureProgSkeinSockops      = "skein_sockops"
 	captureProgTestDecide        = "test_decide"
+	captureProgTestStrict        = "test_strict"
 	captureVarUnusedDecideArgs   = "unused_decide_args"
 	captureVarUnusedSkeinEvent   = "unused_skein_event"
+	captureVarUnusedStrictArgs   = "unused_strict_args"
 )
 
 // loadCapture returns the embedded CollectionSpec for capture.
@@ -199,8 +188,10 @@ type captureProgramSpecs struct {
 	SkeinConnect6     *ebpf.ProgramSpec `ebpf:"skein_connect6"`
 	SkeinGetpeername4 *ebpf.ProgramSpec `ebpf:"skein_getpeername4"`
 	SkeinGetpeername6 *ebpf.ProgramSpec `ebpf:"skein_getpeername6"`
+	SkeinIngress      *ebpf.ProgramSpec `ebpf:"skein_ingress"`
 	SkeinSockops      *ebpf.ProgramSpec `ebpf:"skein_sockops"`
 	TestDecide        *ebpf.ProgramSpec `ebpf:"test_decide"`
+	TestStrict        *ebpf.ProgramSpec `ebpf:"test_strict"`
 }
 
 // captureMapSpecs contains maps before they are loaded into the kernel.
@@ -215,8 +206,10 @@ type captureMapSpecs struct {
 	OrigDst       *ebpf.MapSpec `ebpf:"orig_dst"`
 	ProxyListener *ebpf.MapSpec `ebpf:"proxy_listener"`
 	SockOrigin    *ebpf.MapSpec `ebpf:"sock_origin"`
+	StrictStats   *ebpf.MapSpec `ebpf:"strict_stats"`
 	TraceCfg      *ebpf.MapSpec `ebpf:"trace_cfg"`
 	TraceLost     *ebpf.MapSpec `ebpf:"trace_lost"`
+	TrustedSrcs   *ebpf.MapSpec `ebpf:"trusted_srcs"`
 	Verdicts      *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
@@ -226,6 +219,7 @@ type captureMapSpecs struct {
 type captureVariableSpecs struct {
 	UnusedDecideArgs *ebpf.VariableSpec `ebpf:"unused_decide_args"`
 	UnusedSkeinEvent *ebpf.VariableSpec `ebpf:"unused_skein_event"`
+	UnusedStrictArgs *ebpf.VariableSpec `ebpf:"unused_strict_args"`
 }
 
 // captureObjects contains all objects after they have been loaded into the kernel.
@@ -256,8 +250,10 @@ type captureMaps struct {
 	OrigDst       *ebpf.Map `ebpf:"orig_dst"`
 	ProxyListener *ebpf.Map `ebpf:"proxy_listener"`
 	SockOrigin    *ebpf.Map `ebpf:"sock_origin"`
+	StrictStats   *ebpf.Map `ebpf:"strict_stats"`
 	TraceCfg      *ebpf.Map `ebpf:"trace_cfg"`
 	TraceLost     *ebpf.Map `ebpf:"trace_lost"`
+	TrustedSrcs   *ebpf.Map `ebpf:"trusted_srcs"`
 	Verdicts      *ebpf.Map `ebpf:"verdicts"`
 }
 
@@ -271,8 +267,10 @@ func (m *captureMaps) Close() error {
 		m.OrigDst,
 		m.ProxyListener,
 		m.SockOrigin,
+		m.StrictStats,
 		m.TraceCfg,
 		m.TraceLost,
+		m.TrustedSrcs,
 		m.Verdicts,
 	)
 }
@@ -283,6 +281,7 @@ func (m *captureMaps) Close() error {
 type captureVariables struct {
 	UnusedDecideArgs *ebpf.Variable `ebpf:"unused_decide_args"`
 	UnusedSkeinEvent *ebpf.Variable `ebpf:"unused_skein_event"`
+	UnusedStrictArgs *ebpf.Variable `ebpf:"unused_strict_args"`
 }
 
 // capturePrograms contains all programs after they have been loaded into the kernel.
@@ -293,8 +292,10 @@ type capturePrograms struct {
 	SkeinConnect6     *ebpf.Program `ebpf:"skein_connect6"`
 	SkeinGetpeername4 *ebpf.Program `ebpf:"skein_getpeername4"`
 	SkeinGetpeername6 *ebpf.Program `ebpf:"skein_getpeername6"`
+	SkeinIngress      *ebpf.Program `ebpf:"skein_ingress"`
 	SkeinSockops      *ebpf.Program `ebpf:"skein_sockops"`
 	TestDecide        *ebpf.Program `ebpf:"test_decide"`
+	TestStrict        *ebpf.Program `ebpf:"test_strict"`
 }
 
 func (p *capturePrograms) Close() error {
@@ -303,8 +304,10 @@ func (p *capturePrograms) Close() error {
 		p.SkeinConnect6,
 		p.SkeinGetpeername4,
 		p.SkeinGetpeername6,
+		p.SkeinIngress,
 		p.SkeinSockops,
 		p.TestDecide,
+		p.TestStrict,
 	)
 }
 

@@ -53,13 +53,14 @@ type objects struct {
 	SkeinGetpeername4 *ebpf.Program `ebpf:"skein_getpeername4"`
 	SkeinGetpeername6 *ebpf.Program `ebpf:"skein_getpeername6"`
 	SkeinSockops      *ebpf.Program `ebpf:"skein_sockops"`
+	SkeinIngress      *ebpf.Program `ebpf:"skein_ingress"`
 
 	captureMaps
 }
 
 func (o *objects) Close() error {
 	return errors.Join(closeAll(o.SkeinConnect4, o.SkeinConnect6, o.SkeinGetpeername4,
-		o.SkeinGetpeername6, o.SkeinSockops), o.captureMaps.Close())
+		o.SkeinGetpeername6, o.SkeinSockops, o.SkeinIngress), o.captureMaps.Close())
 }
 
 func closeAll(progs ...*ebpf.Program) error {
@@ -85,12 +86,13 @@ var attachments = []attachment{
 	{"skein_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *objects) *ebpf.Program { return o.SkeinGetpeername4 }},
 	{"skein_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *objects) *ebpf.Program { return o.SkeinGetpeername6 }},
 	{"skein_sockops", ebpf.AttachCGroupSockOps, func(o *objects) *ebpf.Program { return o.SkeinSockops }},
+	{"skein_ingress", ebpf.AttachCGroupInetIngress, func(o *objects) *ebpf.Program { return o.SkeinIngress }},
 }
 
 // pinnedMaps are the maps whose state outlives the agent (see the package doc).
 var pinnedMaps = []string{
 	"capture_cfg", "members", "excluded_ports", "mesh_dsts", "proxy_listener",
-	"sock_origin", "orig_dst", "verdicts",
+	"sock_origin", "orig_dst", "verdicts", "trusted_srcs", "strict_stats",
 }
 
 // New loads the capture programs and attaches them to cfg.CgroupPath, or,
@@ -248,14 +250,16 @@ func (d *Datapath) Sync(s State) error {
 	var errs []error
 
 	members := make(map[uint64]captureMember, len(s.Members))
-	for id, meshed := range s.Members {
-		var m captureMember
-		if meshed {
-			m.Flags = 1
-		}
-		members[id] = m
+	for id, flags := range s.Members {
+		members[id] = captureMember{Flags: uint32(flags)}
 	}
 	errs = append(errs, syncMap(d.objs.Members, members))
+
+	trusted := make(map[captureSkeinAddr]uint8, len(s.TrustedSources))
+	for _, a := range s.TrustedSources {
+		trusted[captureSkeinAddr{W: addrWords(a)}] = 1
+	}
+	errs = append(errs, syncMap(d.objs.TrustedSrcs, trusted))
 
 	excluded := make(map[captureExcludedKey]uint8)
 	for id, ports := range s.ExcludedPorts {
@@ -346,6 +350,21 @@ func (d *Datapath) Verdicts() (map[Verdict]uint64, error) {
 	return out, nil
 }
 
+// StrictStats returns how many new inbound connections STRICT mode dropped
+// and passed, summed over CPUs.
+func (d *Datapath) StrictStats() (dropped, passed uint64, err error) {
+	for i, out := range []*uint64{&dropped, &passed} {
+		var perCPU []uint64
+		if err := d.objs.StrictStats.Lookup(uint32(i), &perCPU); err != nil {
+			return 0, 0, fmt.Errorf("look up strict_stats: %w", err)
+		}
+		for _, n := range perCPU {
+			*out += n
+		}
+	}
+	return dropped, passed, nil
+}
+
 // ProgramInfo describes one attached program.
 type ProgramInfo struct {
 	Name   string
@@ -388,6 +407,8 @@ func (d *Datapath) Maps() map[string]*ebpf.Map {
 		"sock_origin":    d.objs.SockOrigin,
 		"orig_dst":       d.objs.OrigDst,
 		"verdicts":       d.objs.Verdicts,
+		"trusted_srcs":   d.objs.TrustedSrcs,
+		"strict_stats":   d.objs.StrictStats,
 	}
 }
 

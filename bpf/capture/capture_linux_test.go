@@ -83,7 +83,7 @@ func TestPrivilegedDecide(t *testing.T) {
 	}))
 	const meshed, optedOut = 100, 200
 	require.NoError(t, d.Sync(State{
-		Members:       map[uint64]bool{meshed: true, optedOut: false},
+		Members:       map[uint64]MemberFlags{meshed: MemberMeshed, optedOut: 0},
 		ExcludedPorts: map[uint64][]uint16{meshed: {3306}},
 		Destinations: map[netip.AddrPort]DstKind{
 			netip.MustParseAddrPort("10.96.0.10:80"):    DstService,
@@ -148,7 +148,7 @@ func TestPrivilegedDecide(t *testing.T) {
 		require.Equal(t, VerdictRedirect, run(t, meshed, "10.96.0.10:80", true, false))
 	})
 	t.Run("sync removes stale entries", func(t *testing.T) {
-		require.NoError(t, d.Sync(State{Members: map[uint64]bool{meshed: true}}))
+		require.NoError(t, d.Sync(State{Members: map[uint64]MemberFlags{meshed: MemberMeshed}}))
 		require.Equal(t, VerdictNotMeshDst, run(t, meshed, "10.96.0.10:80", true, false))
 		require.Equal(t, VerdictNotMember, run(t, optedOut, "10.96.0.10:80", true, false))
 	})
@@ -202,7 +202,7 @@ func TestPrivilegedRedirect(t *testing.T) {
 		podID := cgroupID(t, pod)
 		vip := netip.MustParseAddrPort("10.96.0.10:80")
 		require.NoError(t, d.Sync(State{
-			Members:      map[uint64]bool{podID: true},
+			Members:      map[uint64]MemberFlags{podID: MemberMeshed},
 			Destinations: map[netip.AddrPort]DstKind{vip: DstService},
 		}))
 
@@ -263,7 +263,7 @@ func TestPrivilegedPinAndAdopt(t *testing.T) {
 
 	d1, err := New(Config{CgroupPath: root, PinPath: pins})
 	require.NoError(t, err)
-	require.NoError(t, d1.Sync(State{Members: map[uint64]bool{42: true}}))
+	require.NoError(t, d1.Sync(State{Members: map[uint64]MemberFlags{42: MemberMeshed}}))
 	require.NoError(t, d1.Close())
 	require.Equal(t, len(attachments), attached(), "pinned links stay attached after Close")
 
@@ -285,4 +285,111 @@ func mustOpen(t *testing.T, path string) int {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	return int(f.Fd())
+}
+
+func TestPrivilegedStrictDecide(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	spec, err := loadCapture()
+	require.NoError(t, err)
+	var objs struct {
+		TestStrict *ebpf.Program `ebpf:"test_strict"`
+		captureMaps
+	}
+	require.NoError(t, spec.LoadAndAssign(&objs, nil))
+	t.Cleanup(func() { objs.TestStrict.Close(); objs.captureMaps.Close() })
+	d := &Datapath{objs: objects{captureMaps: objs.captureMaps}}
+	proxy := netip.MustParseAddr("10.244.1.1")
+	require.NoError(t, d.Sync(State{TrustedSources: []netip.Addr{proxy, netip.MustParseAddr("192.168.77.1")}}))
+
+	tests := []struct {
+		name   string
+		src    string
+		syn    bool
+		strict bool
+		pass   bool
+	}{
+		{"permissive lets anything in", "10.244.2.10", true, false, true},
+		{"strict drops a new connection from a pod", "10.244.2.10", true, true, false},
+		{"strict passes the node proxy", "10.244.1.1", true, true, true},
+		{"strict passes the node (kubelet probes)", "192.168.77.1", true, true, true},
+		{"strict passes loopback", "127.0.0.1", true, true, true},
+		{"strict passes packets of established flows", "10.244.2.10", false, true, true},
+		{"strict drops an IPv6 source it does not trust", "fd00::5", true, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var in, out captureStrictArgs
+			in.Src.W = addrWords(netip.MustParseAddr(tt.src))
+			if tt.syn {
+				in.Syn = 1
+			}
+			if tt.strict {
+				in.Strict = 1
+			}
+			_, err := objs.TestStrict.Run(&ebpf.RunOptions{Context: in, ContextOut: &out})
+			require.NoError(t, err)
+			require.Equal(t, tt.pass, out.Verdict == 1)
+		})
+	}
+}
+
+// TestPrivilegedStrictIngress drops a real SYN to a STRICT pod from an
+// untrusted source, and lets it through once the source is trusted.
+func TestPrivilegedStrictIngress(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	root, pod := tempCgroup(t)
+	d, err := New(Config{CgroupPath: root})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	podID := cgroupID(t, pod)
+
+	inNetns(t, func() {
+		lo, err := netlink.LinkByName("lo")
+		require.NoError(t, err)
+		for _, a := range []string{"10.1.1.1/32", "10.1.1.2/32"} {
+			addr, err := netlink.ParseAddr(a)
+			require.NoError(t, err)
+			require.NoError(t, netlink.AddrAdd(lo, addr))
+		}
+		// The listener belongs to the "pod": create it inside the cgroup.
+		joinCgroup(t, cgroup2Mount(t), pod)
+		lc := net.ListenConfig{}
+		lc.SetMultipathTCP(false)
+		ln, err := lc.Listen(context.Background(), "tcp4", "10.1.1.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		require.NoError(t, os.WriteFile(filepath.Join(cgroup2Mount(t), "cgroup.procs"), []byte(fmt.Sprint(os.Getpid())), 0))
+
+		dial := func() error {
+			dl := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.1.1.2")}}
+			c, err := dl.Dial("tcp4", ln.Addr().String())
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}
+		require.NoError(t, d.Sync(State{Members: map[uint64]MemberFlags{podID: MemberMeshed}}))
+		require.NoError(t, dial(), "permissive: accepted")
+
+		require.NoError(t, d.Sync(State{Members: map[uint64]MemberFlags{podID: MemberMeshed | MemberStrict}}))
+		require.Error(t, dial(), "strict: the SYN from an untrusted source is dropped")
+		dropped, _, err := d.StrictStats()
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, dropped, uint64(1))
+
+		require.NoError(t, d.Sync(State{
+			Members:        map[uint64]MemberFlags{podID: MemberMeshed | MemberStrict},
+			TrustedSources: []netip.Addr{netip.MustParseAddr("10.1.1.2")},
+		}))
+		require.NoError(t, dial(), "strict: the node proxy's address is trusted")
+	})
 }

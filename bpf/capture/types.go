@@ -37,14 +37,28 @@ const (
 // State is the desired content of the policy maps, computed by the agent
 // from its model. Sync makes the maps equal to it.
 type State struct {
-	// Members are the pod cgroup ids of the node's pods that are meshed.
-	Members map[uint64]bool
+	// Members are the pod cgroup ids of the node's meshed pods, with their
+	// flags.
+	Members map[uint64]MemberFlags
 	// ExcludedPorts are destination ports, per pod cgroup, that bypass
 	// capture (the pod's exclude-outbound-ports annotation).
 	ExcludedPorts map[uint64][]uint16
 	// Destinations are the mesh destinations; a pod IP has port 0.
 	Destinations map[netip.AddrPort]DstKind
+	// TrustedSources are the addresses the node proxy connects to pods
+	// from: in STRICT mode the only sources of new inbound connections.
+	TrustedSources []netip.Addr
 }
+
+// MemberFlags describe a meshed pod (struct member in capture.c).
+type MemberFlags uint32
+
+// Member flags.
+const (
+	MemberMeshed MemberFlags = 1 << 0
+	// MemberStrict drops new inbound connections from outside the mesh.
+	MemberStrict MemberFlags = 1 << 1
+)
 
 // Origin is what the capture programs recorded for a connection.
 type Origin struct {

@@ -44,7 +44,7 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "Node:\t%s (%s)\n", st.Node, ready)
 	fmt.Fprintf(tw, "Version:\t%s (%s), kernel %s\n", st.Version, st.Commit, st.Kernel)
 	fmt.Fprintf(tw, "Uptime:\t%s\n", now.Sub(st.StartTime).Round(time.Second))
-	fmt.Fprintf(tw, "Mode:\t%s, fail-%s\n", st.Mode, st.FailMode)
+	fmt.Fprintf(tw, "Mode:\t%s, fail-%s; %d inbound plaintext connections dropped by STRICT\n", st.Mode, st.FailMode, st.StrictDrops)
 	fmt.Fprintf(tw, "Proxy:\tlistening=%s at %s; %d connections accepted (%d refused: not captured)\n",
 		yesNo(st.ProxyListening), strings.Join(st.ProxyAddress, ","), st.Proxy.Accepted, st.Proxy.NotCaptured)
 	fmt.Fprintf(tw, "\tTCP: %d forwarded, %d failed; HTTP: %d connections, %d requests, %d errors\n",

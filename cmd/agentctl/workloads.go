@@ -29,7 +29,7 @@ func newWorkloadsCmd(o *options) *cobra.Command {
 
 func renderWorkloads(w io.Writer, ws []admin.Workload) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tPOD\tWORKLOAD\tIP\tIDENTITY\tCAPTURED\tREASON")
+	fmt.Fprintln(tw, "NAMESPACE\tPOD\tWORKLOAD\tIP\tIDENTITY\tCAPTURED\tMTLS\tREASON")
 	for _, x := range ws {
 		reason := x.Reason
 		if len(x.ExcludedPorts) > 0 {
@@ -39,8 +39,12 @@ func renderWorkloads(w io.Writer, ws []admin.Workload) error {
 			}
 			reason += ", excluded ports " + strings.Join(ports, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Namespace, x.Pod, x.Workload,
-			strings.Join(x.IPs, ","), x.Identity, yesNo(x.Captured), reason)
+		mode := x.Mode
+		if mode == "" {
+			mode = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Namespace, x.Pod, x.Workload,
+			strings.Join(x.IPs, ","), x.Identity, yesNo(x.Captured), mode, reason)
 	}
 	return tw.Flush()
 }

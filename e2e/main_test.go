@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for _, pkg := range []string{"cmd/skein-agent", "cmd/agentctl", "scripts/skein-lab"} {
+		for _, pkg := range []string{"cmd/skein-agent", "cmd/agentctl", "cmd/skein-ca", "scripts/skein-lab"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), "../"+pkg).CombinedOutput()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
@@ -59,12 +59,26 @@ type env struct {
 // noAgents; it is torn down when the test ends, whatever happens.
 func newEnv(t *testing.T, topology string, agentArgs []string, noAgents bool) *env {
 	t.Helper()
+	return newEnvOpts(t, topology, func(o *lab.Options) {
+		o.AgentArgs = append(o.AgentArgs, agentArgs...)
+		if noAgents {
+			o.AgentBinary = ""
+		}
+	})
+}
+
+// newEnvOpts is newEnv with the lab options adjusted by opt.
+func newEnvOpts(t *testing.T, topology string, opt func(*lab.Options)) *env {
+	t.Helper()
 	testenv.RequirePrivileged(t)
 	topo, err := lab.Parse([]byte(topology))
 	require.NoError(t, err)
 	prefix := fmt.Sprintf("ske%d%d", os.Getpid()%100000, labSeq.Add(1))
 	t.Cleanup(func() {
 		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join("/run", prefix, "ca", "ca.log")); err == nil {
+				t.Logf("ca log:\n%s", tail(string(b), 30))
+			}
 			for _, n := range topo.Nodes {
 				p := filepath.Join("/run", prefix, n.Name, "agent.log")
 				if b, err := os.ReadFile(p); err == nil {
@@ -74,17 +88,16 @@ func newEnv(t *testing.T, topology string, agentArgs []string, noAgents bool) *e
 		}
 		require.NoError(t, lab.Teardown(prefix))
 	})
-	opts := lab.Options{Prefix: prefix, AgentArgs: append([]string{"--log-level", "debug"}, agentArgs...), Logf: t.Logf}
-	if !noAgents {
-		opts.AgentBinary = filepath.Join(binDir, "skein-agent")
-	}
+	opts := lab.Options{Prefix: prefix, AgentArgs: []string{"--log-level", "debug"}, Logf: t.Logf,
+		AgentBinary: filepath.Join(binDir, "skein-agent")}
+	opt(&opts)
 	os.Setenv("PATH", binDir+":"+os.Getenv("PATH"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, topo, opts)
 	require.NoError(t, err)
 	e := &env{t: t, lab: l}
-	if !noAgents {
+	if opts.AgentBinary != "" {
 		for _, n := range topo.Nodes {
 			e.waitReady(n.Name)
 		}

@@ -623,6 +623,9 @@ func (p *Proxy) finishRequest(rec *RequestRecord) {
 	if ce := p.log.Check(zap.DebugLevel, "request"); ce != nil {
 		fields := []zap.Field{
 			zap.String("src_pod", podName(rec.Source)),
+			zap.String("src_principal", identityOf(rec.Source)),
+			zap.String("reporter", rec.Reporter),
+			zap.String("security", rec.Security),
 			zap.Stringer("orig_dst", rec.OrigDst),
 			zap.String("method", rec.Method),
 			zap.String("authority", rec.Authority),
@@ -637,6 +640,13 @@ func (p *Proxy) finishRequest(rec *RequestRecord) {
 		}
 		ce.Write(fields...)
 	}
+}
+
+func identityOf(w *Workload) string {
+	if w == nil {
+		return ""
+	}
+	return w.Identity
 }
 
 // countingWriter counts response bytes and applies response header filters

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -44,6 +45,9 @@ type ClientConfig struct {
 	TokenFile string
 	// TTL asks for a certificate lifetime; zero: the CA's maximum.
 	TTL time.Duration
+	// DialContext, if set, opens the connections to the CA (tests use it
+	// to stay inside a network namespace).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // NewClient validates cfg and loads the CA roots.
@@ -79,7 +83,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		tokenFile: cfg.TokenFile,
 		ttl:       cfg.TTL,
 		http: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 2,
+			TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 2, DialContext: cfg.DialContext,
 		}},
 	}, nil
 }

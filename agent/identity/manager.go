@@ -249,11 +249,17 @@ func (m *Manager) issue(ctx context.Context, id ID) {
 		return
 	}
 	delete(m.pending, id)
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	// Half-life from now, not from NotBefore: CAs backdate NotBefore for
+	// clock skew, which would make a short-lived certificate due at once.
+	start := now
+	if leaf.NotBefore.After(start) {
+		start = leaf.NotBefore
+	}
+	life := leaf.NotAfter.Sub(start)
 	m.certs[id] = &svid{
 		cert:    cert,
 		leaf:    leaf,
-		renewAt: leaf.NotBefore.Add(time.Duration(float64(life) * m.cfg.RenewFraction)),
+		renewAt: start.Add(time.Duration(float64(life) * m.cfg.RenewFraction)),
 	}
 	m.issued.Add(1)
 	close(m.changed)

@@ -1,0 +1,4 @@
+package deploy
+
+//go:generate go run ./grafana -out grafana
+//go:generate go run ./prometheus -dir prometheus

@@ -14,7 +14,6 @@ import (
 	"github.com/skeinmesh/skein/bpf/capture"
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/l7proxy"
-	"github.com/skeinmesh/skein/l7proxy/balancer"
 	"github.com/skeinmesh/skein/l7proxy/route"
 )
 
@@ -148,7 +147,7 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 		vips := serviceIPs(s)
 		// A bad annotation was rejected by validation; the zero policy
 		// is the default.
-		policy, _ := balancer.ParsePolicy(s.Annotations[model.LBPolicyAnnotation])
+		lb, _ := model.BalancerConfig(s.Annotations)
 		for _, sp := range s.Spec.Ports {
 			if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 				continue
@@ -161,7 +160,7 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 				PortName:  sp.Name,
 				Protocol:  protocolOf(sp),
 				Endpoints: endpointsOf(slices[key], sp.Name, byKey),
-				Balancer:  balancer.Config{Policy: policy},
+				Balancer:  lb,
 			}
 			// Headless services have no VIP but can still be route
 			// backends.

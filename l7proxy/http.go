@@ -95,8 +95,11 @@ type connInfo struct {
 
 // reqState travels with a request through the reverse proxy and transport.
 type reqState struct {
-	rec    *RequestRecord
-	table  *Table
+	rec   *RequestRecord
+	table *Table
+	// inBody is the client's request body, closed when the response ends
+	// first (see doneBody).
+	inBody io.ReadCloser
 	svc    *Service // the backend service, nil for a pod IP
 	bal    *balancer.Balancer
 	podDst netip.AddrPort // set when the destination is a pod IP
@@ -306,7 +309,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.finishRequest(rec)
 	}()
 
-	st := &reqState{rec: rec, table: t}
+	st := &reqState{rec: rec, table: t, inBody: r.Body}
 	svc := t.Services[ci.origin.Dst]
 	if svc == nil {
 		// A pod IP: no routing, straight to the pod the app dialed.

@@ -325,6 +325,7 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 	if h2 {
 		rt = p.h2
 	}
+	rt = endWithResponse{rt: rt, in: r.Body}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target.String()
@@ -349,6 +350,22 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 		},
 	}
 	rp.ServeHTTP(cw, r)
+}
+
+// endWithResponse closes the client's request body when the response ends,
+// as the outbound transport does (see doneBody).
+type endWithResponse struct {
+	rt http.RoundTripper
+	in io.Closer
+}
+
+func (t endWithResponse) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: func() {}, reqBody: t.in}
+	return resp, nil
 }
 
 // serveTunnelConnect relays a CONNECT stream to the local pod.

@@ -152,7 +152,7 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 			h.Done(balanceResult(status, nil, latency))
 		}
 	}
-	resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: done, reqBody: st.inBody}
 	return resp, retryable, nil
 }
 
@@ -185,20 +185,34 @@ type doneBody struct {
 	io.ReadCloser
 	once sync.Once
 	done func()
+	// reqBody is the request body being sent. When the response ends
+	// first (a gRPC server returning a status mid-stream), it is closed:
+	// the transport's writer is blocked reading it until the client sends
+	// more, and the end of the response would wait for that writer
+	// (golang/go#48908) instead of reaching the client. It must be the
+	// client's own body: ReverseProxy hands the transport a wrapper whose
+	// Close does nothing.
+	reqBody io.Closer
 }
 
 func (b *doneBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		b.once.Do(b.done)
+		b.once.Do(b.finish)
 	}
 	return n, err
 }
 
+func (b *doneBody) finish() {
+	if b.reqBody != nil && b.reqBody != http.NoBody {
+		b.reqBody.Close()
+	}
+	b.done()
+}
+
 func (b *doneBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.done)
-	return err
+	b.once.Do(b.finish)
+	return b.ReadCloser.Close()
 }
 
 // Write lets a 101 Switching Protocols body (a WebSocket) be written to.

@@ -3,7 +3,9 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -28,6 +30,14 @@ const (
 	// LBPolicyAnnotation on a Service selects its load-balancing policy:
 	// "p2c-ewma" (default), "round-robin" or "random".
 	LBPolicyAnnotation = balancer.PolicyAnnotation
+
+	// Outlier detection and circuit breaking of a Service's endpoints,
+	// overriding the defaults (Envoy's): consecutive 5xx that eject an
+	// endpoint, the base ejection time, and the most requests in flight
+	// per endpoint.
+	OutlierConsecutive5xxAnnotation = "skein.io/outlier-consecutive-5xx"
+	OutlierBaseEjectionAnnotation   = "skein.io/outlier-base-ejection"
+	MaxPendingAnnotation            = "skein.io/max-pending-requests"
 )
 
 // mTLS modes.
@@ -80,6 +90,47 @@ func (s *Snapshot) PodCapture(p *corev1.Pod) (bool, CaptureReason) {
 		return false, CapturePodOptedOut
 	}
 	return true, CaptureMeshed
+}
+
+// BalancerConfig reads a Service's load-balancing annotations. Errors name
+// the annotation; the zero value of a missing one keeps the default.
+func BalancerConfig(ann map[string]string) (balancer.Config, map[string]error) {
+	var cfg balancer.Config
+	errs := map[string]error{}
+	if v, ok := ann[LBPolicyAnnotation]; ok {
+		p, err := balancer.ParsePolicy(v)
+		if err != nil {
+			errs[LBPolicyAnnotation] = err
+		}
+		cfg.Policy = p
+	}
+	if v, ok := ann[OutlierConsecutive5xxAnnotation]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < -1 || n == 0 {
+			errs[OutlierConsecutive5xxAnnotation] = fmt.Errorf("want a count of at least 1, or -1 to turn 5xx ejection off")
+		}
+		cfg.Outlier.Consecutive5xx = n
+	}
+	if v, ok := ann[OutlierBaseEjectionAnnotation]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs[OutlierBaseEjectionAnnotation] = fmt.Errorf("want a positive duration such as 30s")
+		}
+		cfg.Outlier.BaseEjection = d
+	}
+	if v, ok := ann[MaxPendingAnnotation]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs[MaxPendingAnnotation] = fmt.Errorf("want a count of at least 1")
+		}
+		cfg.Breaker.MaxPending = n
+	}
+	if len(errs) == 0 {
+		if _, err := balancer.New(cfg, nil); err != nil {
+			errs[LBPolicyAnnotation] = err
+		}
+	}
+	return cfg, errs
 }
 
 // PodIPs returns a pod's IPs.

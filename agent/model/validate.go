@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/skeinmesh/skein/l7proxy/balancer"
 	"github.com/skeinmesh/skein/l7proxy/route"
 )
 
@@ -126,10 +126,9 @@ func validateService(o *corev1.Service) FieldErrors {
 			errs = append(errs, validateIP(spec.Child("clusterIPs").Index(i), ip)...)
 		}
 	}
-	if v, ok := o.Annotations[LBPolicyAnnotation]; ok {
-		if _, err := balancer.ParsePolicy(v); err != nil {
-			errs = append(errs, field.Invalid(field.NewPath("metadata", "annotations").Key(LBPolicyAnnotation), v, err.Error()))
-		}
+	_, annErrs := BalancerConfig(o.Annotations)
+	for _, key := range sortedErrKeys(annErrs) {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "annotations").Key(key), o.Annotations[key], annErrs[key].Error()))
 	}
 	names := map[string]bool{}
 	for i, port := range o.Spec.Ports {
@@ -203,6 +202,15 @@ func validateEndpointSlice(o *discoveryv1.EndpointSlice) FieldErrors {
 		}
 	}
 	return errs
+}
+
+func sortedErrKeys(m map[string]error) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // ParsePorts parses a comma-separated list of ports, as in the

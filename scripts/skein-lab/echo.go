@@ -43,11 +43,21 @@ type echoReply struct {
 // before answering, size=1024 pads the body to at least that many bytes.
 type echoHandler struct {
 	pod, namespace, node string
+	// status and delay apply to requests that do not set their own: a pod
+	// that always fails or is always slow (--status, --delay).
+	status int
+	delay  time.Duration
 }
 
 func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	status := http.StatusOK
+	if h.status != 0 {
+		status = h.status
+	}
+	if h.delay > 0 && q.Get("delay") == "" {
+		q.Set("delay", h.delay.String())
+	}
 	if s := q.Get("status"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 100 || n > 999 {
@@ -129,6 +139,8 @@ func marshalPadded(reply echoReply, size int) ([]byte, error) {
 func newEchoCommand() *cobra.Command {
 	var listen string
 	var verbose bool
+	var status int
+	var delay time.Duration
 	cmd := &cobra.Command{
 		Use:   "echo",
 		Short: "Serve HTTP/1.1 and h2c, answering every request with JSON about it (a test backend)",
@@ -146,13 +158,17 @@ upgrade-client); a WebSocket to /ws gets "<pod>:<message>" for each message.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serveEcho(ctx, listen, verbose, func(addr net.Addr) {
+			h := echoFromEnv()
+			h.status, h.delay = status, delay
+			return serveEchoWith(ctx, h, listen, verbose, func(addr net.Addr) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "echo: serving HTTP/1.1 and h2c on %s\n", addr)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "address to listen on")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every request to stderr")
+	cmd.Flags().IntVar(&status, "status", 0, "answer every request with this status unless it asks for another (a failing pod)")
+	cmd.Flags().DurationVar(&delay, "delay", 0, "wait this long before every answer unless the request asks otherwise (a slow pod)")
 	return cmd
 }
 
@@ -166,6 +182,11 @@ func echoFromEnv() echoHandler {
 
 // serveEcho serves until ctx ends, then shuts down gracefully (bounded).
 func serveEcho(ctx context.Context, listen string, verbose bool, ready func(net.Addr)) error {
+	return serveEchoWith(ctx, echoFromEnv(), listen, verbose, ready)
+}
+
+// serveEchoWith is serveEcho with a configured handler.
+func serveEchoWith(ctx context.Context, h echoHandler, listen string, verbose bool, ready func(net.Addr)) error {
 	var lc net.ListenConfig
 	// Go listeners default to MPTCP, which a SOCKMAP refuses; the mesh may
 	// put backend sockets into one.
@@ -174,7 +195,7 @@ func serveEcho(ctx context.Context, listen string, verbose bool, ready func(net.
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	handler := withLabRoutes(echoFromEnv())
+	handler := withLabRoutes(h)
 	if verbose {
 		next := handler
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

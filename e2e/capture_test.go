@@ -164,15 +164,23 @@ func TestPrivilegedCapture(t *testing.T) {
 			Command: []string{"skein-lab", "echo", "--listen", ":8080"},
 		}))
 		require.NoError(t, e.lab.WaitTCP(ctx, "shop/product-v3", 8080))
+		seen := map[string]int{}
 		require.Eventually(t, func() bool {
 			for i := 0; i < 6; i++ {
 				out, err := e.curl("shop/client", "http://10.96.0.10/")
-				if err == nil && parseEcho(t, out).Pod == "product-v3" {
+				var r echoReply
+				if err != nil || json.Unmarshal([]byte(out), &r) != nil {
+					seen["error: "+out]++
+					continue
+				}
+				seen[r.Pod]++
+				if r.Pod == "product-v3" {
 					return true
 				}
 			}
 			return false
-		}, 20*time.Second, 200*time.Millisecond)
+		}, 20*time.Second, 200*time.Millisecond, "answers: %v", seen)
+		t.Logf("answers until product-v3 answered: %v", seen)
 		require.Equal(t, pid, e.lab.AgentPid("node-a"), "same agent process")
 	})
 
@@ -197,7 +205,8 @@ endpoints: [{addresses: [%q]}]
 		require.NoError(t, e.lab.SetObjects(extra("10.96.0.50")))
 		require.Eventually(t, func() bool {
 			out, err := e.curl("shop/client", "http://10.96.0.50/")
-			return err == nil && parseEcho(t, out).Pod == "product-v1"
+			var r echoReply
+			return err == nil && json.Unmarshal([]byte(out), &r) == nil && r.Pod == "product-v1"
 		}, 10*time.Second, 100*time.Millisecond)
 
 		require.NoError(t, e.lab.SetObjects(extra("10.96.0.500")))

@@ -233,6 +233,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	})
 	spawn("reconciler", a.reconcile)
 	spawn("metrics server", metrics.Run)
+	if a.cfg.PprofAddr != "" {
+		spawn("pprof server", func(ctx context.Context) error { return servePprof(ctx, a.cfg.PprofAddr) })
+	}
 	spawn("admin server", adminSrv.Run)
 	if a.certs != nil {
 		spawn("certificate manager", a.certs.Run)

@@ -72,6 +72,9 @@ type Config struct {
 	TunnelPort uint16
 	// RootNamespace holds mesh-wide AuthorizationPolicies. Empty: skein-system.
 	RootNamespace string
+	// PprofAddr, if set, serves net/http/pprof there (profiling; keep it
+	// on loopback).
+	PprofAddr string
 	// Mode is the cluster-wide mTLS mode, PERMISSIVE (default) or STRICT;
 	// a namespace label skein.io/mtls-mode overrides it. STRICT implies
 	// FailClosed.

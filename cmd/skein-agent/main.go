@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skeinmesh/skein/agent"
+	"github.com/skeinmesh/skein/agent/kernel"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -36,7 +37,7 @@ func newCommand() *cobra.Command {
 		cfg                         agent.Config
 		proxyAddrs                  []string
 		nodeIP, logLevel, logFormat string
-		cleanup                     bool
+		cleanup, mountOnly          bool
 	)
 	cmd := &cobra.Command{
 		Use:           "skein-agent",
@@ -53,6 +54,15 @@ func newCommand() *cobra.Command {
 			defer log.Sync() //nolint:errcheck // nothing to do about it at exit
 			if cfg.NodeName == "" {
 				cfg.NodeName = os.Getenv("NODE_NAME")
+			}
+			if mountOnly {
+				// The DaemonSet's privileged init container: make bpffs and
+				// tracefs mounts exist on the node, propagated back to it.
+				mounts, err := kernel.EnsureMounts()
+				for _, m := range mounts {
+					log.Info("filesystem ready", zap.String("path", m.Path), zap.String("type", m.FSType), zap.Bool("mounted_now", m.Mounted))
+				}
+				return err
 			}
 			if cleanup {
 				if err := agent.Cleanup(cfg); err != nil {
@@ -113,7 +123,9 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 24*time.Hour, "workload certificate lifetime to ask for; renewed at half-life")
 	f.Uint16Var(&cfg.TunnelPort, "tunnel-port", 15008, "port of the mTLS tunnel between nodes")
 	f.StringVar(&cfg.Mode, "mode", "PERMISSIVE", "cluster-wide mTLS mode: PERMISSIVE or STRICT (drops plaintext from outside the mesh; implies --fail-closed); namespace label skein.io/mtls-mode overrides it")
+	f.StringVar(&cfg.PprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 	f.StringVar(&cfg.RootNamespace, "root-namespace", "skein-system", "namespace whose AuthorizationPolicies apply mesh-wide")
+	f.BoolVar(&mountOnly, "mount-only", false, "mount bpffs and tracefs where missing, then exit (the DaemonSet's init container)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove everything the agent of --node pinned (detaching capture) and exit")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or console")

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -56,6 +55,7 @@ type Agent struct {
 	proxy    *l7proxy.Proxy
 	source   Source
 	registry *prometheus.Registry
+	requests *telemetry.RequestMetrics
 	certs    *identity.Manager // nil without a CA
 	tunnel   *tunnel.Client    // nil without a CA
 	authz    atomic.Pointer[authz.Engine]
@@ -64,8 +64,11 @@ type Agent struct {
 	state   atomic.Pointer[derived]
 	cfgMu   sync.Mutex
 	cfgStat admin.ConfigStatus
-	updates chan source.Update
-	ready   atomic.Bool
+	// updatesApplied and updatesRejected count configuration updates
+	// (under cfgMu).
+	updatesApplied, updatesRejected uint64
+	updates                         chan source.Update
+	ready                           atomic.Bool
 }
 
 // New validates cfg and prepares an agent; Run starts it.
@@ -182,10 +185,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 	a.proxy, err = l7proxy.New(l7proxy.Config{
-		ConnectTimeout: a.cfg.ConnectTimeout,
-		Tunnel:         a.tunnel,
-		TunnelPort:     a.cfg.TunnelPort,
-		Authorizer:     a,
+		ConnectTimeout:  a.cfg.ConnectTimeout,
+		Tunnel:          a.tunnel,
+		TunnelPort:      a.cfg.TunnelPort,
+		Authorizer:      a,
+		RequestRecorder: a,
 	}, a, a.log)
 	if err != nil {
 		ln.Close()
@@ -193,11 +197,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.proxy.Update(a.state.Load().table)
 
-	a.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		telemetry.BuildInfo{Version: a.cfg.Version, Commit: a.cfg.Commit},
-	)
+	a.registerMetrics()
 	metrics, err := telemetry.NewServer(telemetry.ServerConfig{Addr: a.cfg.MetricsAddr, Gatherer: a.registry, Ready: a.readyErr}, a.log)
 	if err != nil {
 		ln.Close()
@@ -382,6 +382,10 @@ func (a *Agent) apply(u source.Update, fresh bool) {
 	a.cfgStat.Objects = snap.Counts()
 	if fresh {
 		a.cfgStat.Errors = errs
+		a.updatesApplied++
+		if len(errs) > 0 {
+			a.updatesRejected++
+		}
 	}
 	a.cfgMu.Unlock()
 	a.ready.Store(true)

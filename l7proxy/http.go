@@ -54,6 +54,9 @@ type RequestRecord struct {
 	Reporter string
 	// Security is SecurityMutualTLS when the request crossed the tunnel.
 	Security string
+	// PeerService is the destination Service's host name as the source
+	// proxy announced it (destination reports only; telemetry only).
+	PeerService string
 	// Header is the request's header, for trace context and request ids.
 	Header http.Header
 }

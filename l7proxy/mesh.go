@@ -246,8 +246,9 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		Name: peerWorkloadName(r, peer)}
 	rec := &RequestRecord{
 		Start: time.Now(), Source: src, OrigDst: target, Upstream: target,
-		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Protocol: protocolName(r),
+		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Protocol: peerProtocol(r),
 		Reporter: ReporterDestination, Security: SecurityMutualTLS, Header: r.Header,
+		PeerService: peerHeader(r, tunnel.PeerServiceHeader),
 	}
 	dst := t.Workloads[target.Addr()]
 	rec.Dest = dst
@@ -292,10 +293,27 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
 // peerWorkloadName is the workload name the peer proxy announced, used for
 // telemetry only: the identity itself comes from the certificate.
 func peerWorkloadName(r *http.Request, id spiffe.ID) string {
-	if n := r.Header.Get("Skein-Peer-Workload"); n != "" && len(n) < 254 {
+	if n := r.Header.Get(tunnel.PeerWorkloadHeader); n != "" && len(n) < 254 {
 		return n
 	}
 	return id.ServiceAccount
+}
+
+// peerProtocol is the protocol the client spoke, as the source proxy
+// announced it (the tunnel itself is always HTTP/2).
+func peerProtocol(r *http.Request) string {
+	switch p := r.Header.Get(tunnel.PeerProtocolHeader); p {
+	case "http", "http2", "grpc":
+		return p
+	}
+	return protocolName(r)
+}
+
+func peerHeader(r *http.Request, name string) string {
+	if v := r.Header.Get(name); len(v) < 254 {
+		return v
+	}
+	return ""
 }
 
 func dstIdentity(w *Workload) string {
@@ -330,7 +348,7 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target.String()
 			pr.Out.Host = pr.In.Host
-			for _, h := range []string{tunnel.TargetHeader, tunnel.ProtocolHeader, tunnel.SourceHeader, "Skein-Peer-Workload"} {
+			for _, h := range tunnel.HopHeaders {
 				pr.Out.Header.Del(h)
 			}
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/skeinmesh/skein/l7proxy/balancer"
 	"github.com/skeinmesh/skein/l7proxy/route"
+	"github.com/skeinmesh/skein/l7proxy/tunnel"
 )
 
 // upstream is the reverse proxy's transport: per attempt it picks an
@@ -101,7 +102,11 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 		st.rec.Security = SecurityNone
 	} else {
 		st.rec.Security = SecurityMutualTLS
-		req.Header.Set("Skein-Peer-Workload", st.rec.Source.Name)
+		req.Header.Set(tunnel.PeerWorkloadHeader, st.rec.Source.Name)
+		req.Header.Set(tunnel.PeerProtocolHeader, st.rec.Protocol)
+		if st.svc != nil {
+			req.Header.Set(tunnel.PeerServiceHeader, st.svc.Host)
+		}
 	}
 
 	out := req.Clone(req.Context())

@@ -365,6 +365,20 @@ func (d *Datapath) StrictStats() (dropped, passed uint64, err error) {
 	return dropped, passed, nil
 }
 
+// TraceLost returns how many trace events found the ring buffer full,
+// summed over CPUs.
+func (d *Datapath) TraceLost() (uint64, error) {
+	var perCPU []uint64
+	if err := d.objs.TraceLost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("look up trace_lost: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
 // ProgramInfo describes one attached program.
 type ProgramInfo struct {
 	Name   string

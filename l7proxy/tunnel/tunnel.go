@@ -31,7 +31,17 @@ const (
 	// SourceHeader is never trusted from a client: the receiving proxy
 	// strips it and the source identity comes from the peer certificate.
 	SourceHeader = "Skein-Source"
+	// Peer metadata, for the receiving proxy's telemetry only (never for
+	// decisions): the source workload's name, the destination Service's
+	// host name and the protocol the client spoke.
+	PeerWorkloadHeader = "Skein-Peer-Workload"
+	PeerServiceHeader  = "Skein-Peer-Service"
+	PeerProtocolHeader = "Skein-Peer-Protocol"
 )
+
+// HopHeaders are the tunnel's own headers, removed before a request goes
+// on to the pod.
+var HopHeaders = []string{TargetHeader, ProtocolHeader, SourceHeader, PeerWorkloadHeader, PeerServiceHeader, PeerProtocolHeader}
 
 // Protocols named by ProtocolHeader.
 const (

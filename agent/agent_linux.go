@@ -34,6 +34,7 @@ import (
 	"github.com/skeinmesh/skein/l7proxy"
 	"github.com/skeinmesh/skein/l7proxy/tunnel"
 	"github.com/skeinmesh/skein/telemetry"
+	"github.com/skeinmesh/skein/telemetry/tracing"
 )
 
 // Source delivers the cluster's objects: YAML files or the API server.
@@ -56,6 +57,7 @@ type Agent struct {
 	source   Source
 	registry *prometheus.Registry
 	requests *telemetry.RequestMetrics
+	tracing  *tracing.Tracing
 	certs    *identity.Manager // nil without a CA
 	tunnel   *tunnel.Client    // nil without a CA
 	authz    atomic.Pointer[authz.Engine]
@@ -184,7 +186,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	a.tracing, err = tracing.New(ctx, tracing.Config{
+		Endpoint: a.cfg.TracingEndpoint, Protocol: a.cfg.TracingProtocol, SampleRate: a.cfg.TracingSampleRate, Node: a.cfg.NodeName,
+	}, a.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = a.tracing.Shutdown(sctx)
+	}()
 	a.proxy, err = l7proxy.New(l7proxy.Config{
+		Tracing:         l7proxy.Tracing{Tracer: a.tracing.Tracer, Propagator: a.tracing.Propagator},
 		ConnectTimeout:  a.cfg.ConnectTimeout,
 		Tunnel:          a.tunnel,
 		TunnelPort:      a.cfg.TunnelPort,

@@ -72,6 +72,14 @@ type Config struct {
 	TunnelPort uint16
 	// RootNamespace holds mesh-wide AuthorizationPolicies. Empty: skein-system.
 	RootNamespace string
+	// TracingEndpoint is the OTLP collector for spans, host:port. Empty:
+	// trace context is propagated, no span is recorded.
+	TracingEndpoint string
+	// TracingProtocol is grpc (default) or http.
+	TracingProtocol string
+	// TracingSampleRate is the share of new traces recorded (0..1); a
+	// request arriving with a trace keeps its parent's decision.
+	TracingSampleRate float64
 	// PprofAddr, if set, serves net/http/pprof there (profiling; keep it
 	// on loopback).
 	PprofAddr string

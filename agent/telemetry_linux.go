@@ -31,6 +31,7 @@ func (a *Agent) registerMetrics() {
 			"config_updates":      telemetry.NewConfigUpdates(a),
 			"certificate_expiry":  telemetry.NewCertificateExpiry(a),
 			"authz_decisions":     telemetry.NewAuthzDecisions(a),
+			"trace_spans_dropped": telemetry.NewTraceSpansDropped(a),
 		}),
 	)
 }
@@ -96,6 +97,14 @@ func (a *Agent) CertExpiries() map[string]time.Time {
 		}
 	}
 	return out
+}
+
+// SpansDropped implements telemetry.TraceSource.
+func (a *Agent) SpansDropped() uint64 {
+	if a.tracing == nil {
+		return 0
+	}
+	return a.tracing.Dropped()
 }
 
 // AuthzDecisions implements telemetry.ProxySource.

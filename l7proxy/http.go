@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/skeinmesh/skein/l7proxy/balancer"
@@ -57,6 +58,11 @@ type RequestRecord struct {
 	// PeerService is the destination Service's host name as the source
 	// proxy announced it (destination reports only; telemetry only).
 	PeerService string
+	// TraceID and SpanID identify this hop's span; Sampled says whether
+	// the trace is recorded. RequestID is the x-request-id.
+	TraceID, SpanID string
+	Sampled         bool
+	RequestID       string
 	// Header is the request's header, for trace context and request ids.
 	Header http.Header
 }
@@ -302,6 +308,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.ReqBytes}
 	}
+	ctx, span := p.startSpan(r, rec, trace.SpanKindClient)
+	r = r.WithContext(ctx)
 	defer func() {
 		rec.Duration = time.Since(rec.Start)
 		if rec.Code == 0 {
@@ -309,6 +317,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rec.RespBytes = cw.n
 		rec.GRPCStatus = grpcStatus(cw.Header(), rec.Code, rec.Protocol)
+		endSpan(span, rec, trace.SpanKindClient)
 		p.finishRequest(rec)
 	}()
 
@@ -638,6 +647,7 @@ func (p *Proxy) finishRequest(rec *RequestRecord) {
 			zap.String("path", rec.Path),
 			zap.Int("code", rec.Code),
 			zap.String("flags", rec.FlagString()),
+			zap.String("trace_id", rec.TraceID),
 			zap.Stringer("upstream", rec.Upstream),
 			zap.Duration("duration", rec.Duration),
 		}

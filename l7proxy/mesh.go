@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/skeinmesh/skein/internal/spiffe"
@@ -287,7 +288,8 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		p.serveTunnelConnect(w, r, src, dst, target)
 		return
 	}
-	p.serveTunnelHTTP(w, r, rec, target)
+	ctx, span := p.startSpan(r, rec, trace.SpanKindServer)
+	p.serveTunnelHTTP(w, r.WithContext(ctx), rec, target, span)
 }
 
 // peerWorkloadName is the workload name the peer proxy announced, used for
@@ -324,7 +326,7 @@ func dstIdentity(w *Workload) string {
 }
 
 // serveTunnelHTTP forwards a tunnelled request to the local pod.
-func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *RequestRecord, target netip.AddrPort) {
+func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *RequestRecord, target netip.AddrPort, span trace.Span) {
 	cw := &countingWriter{ResponseWriter: w}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{ReadCloser: r.Body, n: &rec.ReqBytes}
@@ -336,6 +338,7 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 		}
 		rec.RespBytes = cw.n
 		rec.GRPCStatus = grpcStatus(cw.Header(), rec.Code, rec.Protocol)
+		endSpan(span, rec, trace.SpanKindServer)
 		p.finishRequest(rec)
 	}()
 	h2 := r.Header.Get(tunnel.ProtocolHeader) == tunnel.ProtoH2C

@@ -87,6 +87,8 @@ type Config struct {
 	Authorizer Authorizer
 	// Events, if set, receives troubleshooting events.
 	Events EventSink
+	// Tracing records a span per proxy hop and propagates trace context.
+	Tracing Tracing
 }
 
 // Proxy is the node proxy.

@@ -24,6 +24,7 @@ import (
 	"github.com/skeinmesh/skein/agent/authz"
 	"github.com/skeinmesh/skein/agent/ca"
 	"github.com/skeinmesh/skein/agent/cgroup"
+	"github.com/skeinmesh/skein/agent/handoff"
 	"github.com/skeinmesh/skein/agent/identity"
 	"github.com/skeinmesh/skein/agent/kernel"
 	"github.com/skeinmesh/skein/agent/kube"
@@ -175,14 +176,25 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	ln, err := a.listen(ctx)
+	// Listeners come from a running agent when there is one (a restart
+	// or an upgrade: no connect is refused meanwhile), else fresh.
+	ls, taken, err := a.openListeners(ctx)
 	if err != nil {
 		return err
 	}
-	var tunnelLn net.Listener
+	closeListeners := func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	ln := ls[listenerOutbound]
+	if err := a.register(ln); err != nil {
+		closeListeners()
+		return err
+	}
 	if a.cfg.CAAddress != "" {
-		if tunnelLn, err = a.setupIdentity(ctx); err != nil {
-			ln.Close()
+		if err := a.setupIdentity(); err != nil {
+			closeListeners()
 			return err
 		}
 	}
@@ -190,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Endpoint: a.cfg.TracingEndpoint, Protocol: a.cfg.TracingProtocol, SampleRate: a.cfg.TracingSampleRate, Node: a.cfg.NodeName,
 	}, a.log)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	defer func() {
@@ -207,20 +219,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		RequestRecorder: a,
 	}, a, a.log)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	a.proxy.Update(a.state.Load().table)
 
 	a.registerMetrics()
-	metrics, err := telemetry.NewServer(telemetry.ServerConfig{Addr: a.cfg.MetricsAddr, Gatherer: a.registry, Ready: a.readyErr}, a.log)
+	metrics, err := telemetry.NewServer(telemetry.ServerConfig{Listener: ls[listenerMetrics], Gatherer: a.registry, Ready: a.readyErr}, a.log)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	adminSrv, err := admin.NewServer(a.cfg.AdminSocket, a, a.log)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 
@@ -255,7 +267,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.certs != nil {
 		spawn("certificate manager", a.certs.Run)
 		spawn("tunnel server", func(ctx context.Context) error {
-			err := a.proxy.ServeTunnel(tunnelLn, certSource{a.certs}, a.localIdentity)
+			err := a.proxy.ServeTunnel(ls[listenerTunnel], certSource{a.certs}, a.localIdentity)
 			if errors.Is(err, l7proxy.ErrClosed) || ctx.Err() != nil {
 				return nil
 			}
@@ -268,10 +280,33 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.log.Info("agent started",
 		zap.String("node", a.cfg.NodeName), zap.String("cgroup_root", a.cgroupRoot),
 		zap.Stringer("outbound", ln.Addr()), zap.String("pins", a.pinPath),
-		zap.Bool("fail_closed", a.cfg.FailClosed))
+		zap.Bool("fail_closed", a.cfg.FailClosed), zap.Bool("listeners_from_previous_agent", taken != nil))
 
+	// Now that this agent accepts, the previous one may stop; then this
+	// one offers its listeners to the next.
+	if taken != nil {
+		if err := taken.Ack(); err != nil {
+			a.log.Warn("acknowledge the listener handoff", zap.Error(err))
+		}
+	}
+	handedOff := make(chan struct{})
+	if offer, oerr := handoff.NewOffer(a.handoffPath(), ls, taken != nil); oerr != nil {
+		a.log.Warn("cannot offer listeners to a successor: its start will not be hitless", zap.Error(oerr))
+	} else {
+		defer offer.Close()
+		go func() {
+			if offer.Wait(runCtx) == nil {
+				close(handedOff)
+			}
+		}()
+	}
+
+	drain := a.proxy.Shutdown
 	select {
 	case <-ctx.Done():
+	case <-handedOff:
+		a.log.Info("a new agent took the listeners; draining what this one serves")
+		drain = a.proxy.Drain
 	case err = <-errc:
 		a.log.Error("agent component failed; shutting down", zap.Error(err))
 	case perr := <-proxyDone:
@@ -281,7 +316,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.ready.Store(false)
 	a.log.Info("shutting down: draining connections", zap.Duration("timeout", a.cfg.DrainTimeout))
 	dctx, dcancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
-	if derr := a.proxy.Shutdown(dctx); derr != nil {
+	if derr := drain(dctx); derr != nil {
 		a.log.Warn("drain incomplete", zap.Error(derr))
 	}
 	dcancel()
@@ -291,8 +326,70 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	return err
 }
 
-// listen opens the outbound listener and registers it as the liveness entry.
-func (a *Agent) listen(ctx context.Context) (net.Listener, error) {
+// Names of the listeners handed from agent to agent.
+const (
+	listenerOutbound = "outbound"
+	listenerTunnel   = "tunnel"
+	listenerMetrics  = "metrics"
+)
+
+// handoffPath is where the agent offers its listeners to a successor.
+func (a *Agent) handoffPath() string {
+	return filepath.Join(filepath.Dir(a.cfg.AdminSocket), "handoff.sock")
+}
+
+// openListeners takes the listeners of a running agent, if one answers,
+// and opens the ones it did not have.
+func (a *Agent) openListeners(ctx context.Context) (map[string]net.Listener, *handoff.Taken, error) {
+	want := map[string]string{
+		listenerOutbound: fmt.Sprintf(":%d", a.cfg.OutboundPort),
+		listenerMetrics:  a.cfg.MetricsAddr,
+	}
+	if a.cfg.CAAddress != "" {
+		want[listenerTunnel] = fmt.Sprintf(":%d", a.cfg.TunnelPort)
+	}
+	ls := map[string]net.Listener{}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	taken, err := handoff.Take(tctx, a.handoffPath())
+	cancel()
+	switch {
+	case err == nil:
+		a.log.Info("took the listeners of the running agent", zap.Int("pid", taken.PID))
+		for name, l := range taken.Listeners {
+			if _, ok := want[name]; ok {
+				ls[name] = l
+			} else {
+				l.Close()
+			}
+		}
+	case errors.Is(err, handoff.ErrNoPeer):
+		taken = nil
+	default:
+		a.log.Warn("could not take over from the running agent; listening afresh", zap.Error(err))
+		taken = nil
+	}
+	for name, addr := range want {
+		if ls[name] != nil {
+			continue
+		}
+		l, err := listenTCP(ctx, addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			if taken != nil {
+				taken.Abort()
+			}
+			return nil, nil, fmt.Errorf("listen for %s on %s: %w", name, addr, err)
+		}
+		ls[name] = l
+	}
+	return ls, taken, nil
+}
+
+// listenTCP listens without MPTCP (a SOCKMAP refuses MPTCP sockets, Go's
+// default for listeners) and with SO_REUSEADDR.
+func listenTCP(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{
 		Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
@@ -302,23 +399,21 @@ func (a *Agent) listen(ctx context.Context) (net.Listener, error) {
 			return errors.Join(err, serr)
 		},
 	}
-	// A SOCKMAP refuses MPTCP sockets, Go's default for listeners.
 	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", a.cfg.OutboundPort))
-	if err != nil {
-		return nil, fmt.Errorf("listen on outbound port %d: %w", a.cfg.OutboundPort, err)
-	}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// register makes the outbound listener the capture liveness entry.
+func (a *Agent) register(ln net.Listener) error {
 	raw, err := ln.(*net.TCPListener).SyscallConn()
 	if err != nil {
-		ln.Close()
-		return nil, err
+		return err
 	}
 	var serr error
 	if err := raw.Control(func(fd uintptr) { serr = a.datapath.SetListener(fd) }); err != nil || serr != nil {
-		ln.Close()
-		return nil, errors.Join(err, serr)
+		return errors.Join(err, serr)
 	}
-	return ln, nil
+	return nil
 }
 
 // reconcile applies source updates and re-scans pod cgroups periodically,
@@ -445,27 +540,21 @@ func (a *Agent) trustedSources() []netip.Addr {
 	return out
 }
 
-// setupIdentity prepares workload certificates from the CA, the tunnel
-// client and the tunnel listener.
-func (a *Agent) setupIdentity(ctx context.Context) (net.Listener, error) {
+// setupIdentity prepares workload certificates from the CA and the tunnel
+// client.
+func (a *Agent) setupIdentity() error {
 	client, err := ca.NewClient(ca.ClientConfig{
 		Address: a.cfg.CAAddress, ServerName: a.cfg.CAServerName,
 		RootsFile: a.cfg.CARootsFile, TokenFile: a.cfg.CATokenFile, TTL: a.cfg.CertTTL,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if a.certs, err = identity.NewManager(identity.ManagerConfig{Signer: client}, a.log); err != nil {
-		return nil, err
+		return err
 	}
 	a.tunnel = tunnel.NewClient(certSource{a.certs}, a.cfg.ConnectTimeout)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", a.cfg.TunnelPort))
-	if err != nil {
-		return nil, fmt.Errorf("listen on tunnel port %d: %w", a.cfg.TunnelPort, err)
-	}
-	return ln, nil
+	return nil
 }
 
 // certSource adapts the certificate manager to what the tunnel needs.

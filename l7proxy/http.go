@@ -286,10 +286,15 @@ func (p *Proxy) serveHTTP(c net.Conn, origin Origin) {
 // ServeHTTP routes and forwards one request. Every request is routed and
 // balanced on its own, also when many share one HTTP/2 connection.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.handlers.Add(1)
+	defer p.handlers.Add(-1)
 	ci, _ := r.Context().Value(connInfoKey).(*connInfo)
 	if ci == nil {
 		http.Error(w, "skein: request without connection info", http.StatusInternalServerError)
 		return
+	}
+	if p.draining.Load() && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
 	}
 	t := p.table.Load() // per request: route changes apply to open connections too
 	rec := &RequestRecord{

@@ -224,6 +224,8 @@ func (p *Proxy) tunnelRefuse(w http.ResponseWriter, rec *RequestRecord, code int
 
 // serveTunnel handles one stream from a peer node.
 func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
+	p.handlers.Add(1)
+	defer p.handlers.Add(-1)
 	t := p.table.Load()
 	peer, err := tunnel.PeerIdentity(r.TLS)
 	if err != nil {

@@ -115,6 +115,13 @@ type Proxy struct {
 	wg        sync.WaitGroup
 
 	stats Stats
+	// draining makes HTTP/1.1 responses close their connection, so clients
+	// move to the agent that took the listeners over.
+	draining atomic.Bool
+	// handlers counts HTTP handlers running, upgraded connections (whose
+	// handler relays until they end) included: the http.Server forgets
+	// hijacked connections, Shutdown must not.
+	handlers atomic.Int64
 }
 
 // Stats are the proxy's counters.
@@ -338,6 +345,32 @@ func (p *Proxy) untrack(c net.Conn) {
 	p.wg.Done()
 }
 
+// Drain is Shutdown for an agent whose listeners a successor took over: the
+// successor already accepts on the same sockets. HTTP/1.1 connections get
+// "Connection: close" on their next response, so their clients reconnect to
+// the successor without a failed request; then Shutdown sends HTTP/2 GOAWAY,
+// closes what is idle, and waits for the rest (long-lived TCP streams keep
+// flowing through this process) until ctx ends.
+func (p *Proxy) Drain(ctx context.Context) error {
+	p.draining.Store(true)
+	p.mu.Lock()
+	for ln := range p.listeners {
+		ln.Close() // this process's copy: the socket stays open in the successor
+	}
+	p.mu.Unlock()
+	grace := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2)
+	}
+	t := time.NewTimer(grace)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+	}
+	return p.Shutdown(ctx)
+}
+
 // Shutdown stops accepting, then waits for connections in flight to finish
 // until ctx ends, when it closes the rest.
 func (p *Proxy) Shutdown(ctx context.Context) error {
@@ -367,6 +400,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.h1.CloseIdleConnections()
 	p.h2.CloseIdleConnections()
+	// Upgraded connections (WebSocket...) live on in their handlers.
+	for p.handlers.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()

@@ -17,6 +17,9 @@ import (
 type ServerConfig struct {
 	// Addr to listen on. Empty: ":15020".
 	Addr string
+	// Listener, if set, is used instead of listening on Addr (a listener
+	// handed over by the previous agent).
+	Listener net.Listener
 	// Gatherer is what /metrics serves. Required.
 	Gatherer prometheus.Gatherer
 	// Ready reports readiness for /readyz: nil error means ready. nil
@@ -64,11 +67,14 @@ func NewServer(cfg ServerConfig, log *zap.Logger) (*Server, error) {
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen for metrics on %s: %w", s.cfg.Addr, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", s.cfg.Addr, err)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()

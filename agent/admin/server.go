@@ -110,6 +110,10 @@ func (s *Server) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("restrict admin socket: %w", err)
 	}
+	// A successor agent replaces the socket file while this one drains:
+	// remove it on the way out only if it is still ours.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	mine, _ := os.Stat(s.path)
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {
@@ -117,7 +121,9 @@ func (s *Server) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = s.srv.Shutdown(sctx)
-		_ = os.Remove(s.path)
+		if now, err := os.Stat(s.path); err == nil && mine != nil && os.SameFile(now, mine) {
+			_ = os.Remove(s.path)
+		}
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("serve admin API: %w", err)

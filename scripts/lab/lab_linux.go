@@ -22,7 +22,9 @@ type Lab struct {
 	agents map[string]*proc // agents this process started, by node
 	mains  map[string]*proc // pod main processes this process started, by pod key
 	ca     *proc            // the CA, if this process started it
-	down   bool
+	// retired are agents replaced by StartAgentSuccessor, draining.
+	retired []*proc
+	down    bool
 }
 
 // PodInfo describes a lab pod.

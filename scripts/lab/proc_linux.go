@@ -343,12 +343,39 @@ func (l *Lab) agentArgs(n *nodeState) []string {
 	return append(args, l.caAgentArgs(n)...)
 }
 
+// StartAgentSuccessor starts a new agent on a node while the current one
+// still runs, as a rolling upgrade does: the new agent takes the running
+// one's listeners, and the old one drains and exits on its own. bin, if
+// set, replaces the agent binary (an upgrade to another build).
+func (l *Lab) StartAgentSuccessor(node, bin string, extraArgs ...string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return ErrDown
+	}
+	n := l.st.node(node)
+	if n == nil {
+		return fmt.Errorf("node %q: no such node in lab %s", node, l.st.Prefix)
+	}
+	if old := l.agents[n.Name]; old != nil {
+		l.retired = append(l.retired, old)
+	}
+	delete(l.agents, n.Name)
+	return l.startAgentBinLocked(n, bin, extraArgs, true)
+}
+
 func (l *Lab) startAgentLocked(n *nodeState, extraArgs []string) error {
-	bin := l.opts.AgentBinary
+	return l.startAgentBinLocked(n, "", extraArgs, false)
+}
+
+func (l *Lab) startAgentBinLocked(n *nodeState, bin string, extraArgs []string, successor bool) error {
+	if bin == "" {
+		bin = l.opts.AgentBinary
+	}
 	if bin == "" {
 		return fmt.Errorf("start agent on %s: no agent binary: set Options.AgentBinary (skein-lab up --agent)", n.Name)
 	}
-	if pid := l.agentPid(n); pid > 0 {
+	if pid := l.agentPid(n); pid > 0 && !successor {
 		return fmt.Errorf("start agent on %s: already running (pid %d)", n.Name, pid)
 	}
 	argv := append([]string{bin}, l.agentArgs(n)...)
@@ -501,4 +528,21 @@ func stopAgentsByPidFile(stateDir, cg2, prefix string) {
 		}
 		return true
 	})
+}
+
+// WaitRetiredAgents waits until every agent replaced by
+// StartAgentSuccessor has exited, at most d.
+func (l *Lab) WaitRetiredAgents(d time.Duration) error {
+	l.mu.Lock()
+	retired := append([]*proc(nil), l.retired...)
+	l.mu.Unlock()
+	deadline := time.Now().Add(d)
+	for _, p := range retired {
+		select {
+		case <-p.done:
+		case <-time.After(time.Until(deadline)):
+			return fmt.Errorf("retired agent pid %d still running after %s", p.cmd.Process.Pid, d)
+		}
+	}
+	return nil
 }

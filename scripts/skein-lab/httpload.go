@@ -44,6 +44,9 @@ type httpLoadConfig struct {
 	RequestTimeout time.Duration
 	// Timeout bounds the whole run; requests not started by then are not made.
 	Timeout time.Duration
+	// Rate, if positive, starts requests on a fixed schedule of Rate per
+	// second.
+	Rate int
 }
 
 func (c httpLoadConfig) validate() error {
@@ -149,9 +152,24 @@ func runHTTPLoad(ctx context.Context, cfg httpLoadConfig) (httpLoadSummary, erro
 	record(loadRequest(runCtx, client, cfg))
 	var next atomic.Int64
 	next.Store(1)
+	// With --rate, requests start on a fixed schedule shared by the
+	// workers (a steady load across, say, an agent restart).
+	var tick <-chan time.Time
+	if cfg.Rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(cfg.Rate))
+		defer t.Stop()
+		tick = t.C
+	}
 	for range min(cfg.Concurrency, cfg.Requests-1) {
 		wg.Go(func() {
 			for next.Add(1)-1 < int64(cfg.Requests) && runCtx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-runCtx.Done():
+						return
+					}
+				}
 				record(loadRequest(runCtx, client, cfg))
 			}
 		})
@@ -269,6 +287,7 @@ flags or when no connection could be made.`,
 	f.StringArrayVar(&headers, "header", nil, "header Name:value of every request; Host:name sets the Host (repeatable)")
 	f.DurationVar(&cfg.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request (0: none)")
 	f.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "bound on the whole run")
+	f.IntVar(&cfg.Rate, "rate", 0, "start requests at this many per second, on a fixed schedule (0: as fast as the concurrency allows)")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -96,6 +96,8 @@ type upgradeClientConfig struct {
 	Message string
 	// Rounds is at least 1.
 	Rounds int
+	// Interval is the pause between rounds: a long-lived stream.
+	Interval time.Duration
 	// Header is sent with the upgrade request.
 	Header http.Header
 	// Timeout bounds the whole exchange.
@@ -177,6 +179,9 @@ func runUpgradeClient(ctx context.Context, cfg upgradeClientConfig) (upgradeResu
 	var echo strings.Builder
 	buf := make([]byte, len(cfg.Message))
 	for i := range cfg.Rounds {
+		if i > 0 && cfg.Interval > 0 {
+			time.Sleep(cfg.Interval)
+		}
 		if _, err := io.WriteString(conn, cfg.Message); err != nil {
 			return res, fmt.Errorf("send message %d: %w", i, err)
 		}
@@ -264,6 +269,7 @@ echo. It prints "<pod>:<echo>" (text) or {"status":101,"pod":"..","echo":".."}
 	f.StringVar(&cfg.URL, "url", "", "URL of the upgrade echo, e.g. http://10.96.0.10/upgrade (required)")
 	f.StringVar(&cfg.Message, "message", "", "message to send (required)")
 	f.IntVar(&cfg.Rounds, "rounds", 1, "send the message this many times on the one connection")
+	f.DurationVar(&cfg.Interval, "interval", 0, "pause between rounds, to hold a long-lived stream open (bounded by --timeout)")
 	f.StringArrayVar(&headers, "header", nil, "header Name:value of the upgrade request (repeatable)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on the whole exchange")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")

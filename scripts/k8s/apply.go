@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -160,58 +159,6 @@ func ptrTo[T any](v T) *T { return &v }
 
 // crdGVR is where CustomResourceDefinitions live.
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-// InstallCRDs applies CRD files and waits until every CRD is established.
-func (c *Cluster) InstallCRDs(ctx context.Context, files ...string) error {
-	var objs []*unstructured.Unstructured
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("read CRDs: %w", err)
-		}
-		o, err := Decode(data)
-		if err != nil {
-			return fmt.Errorf("read CRDs from %s: %w", f, err)
-		}
-		objs = append(objs, o...)
-	}
-	rc := c.RESTConfig()
-	if _, err := ApplyObjects(ctx, rc, objs, ApplyOptions{}); err != nil {
-		return fmt.Errorf("install CRDs: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		for {
-			crd, err := dyn.Resource(crdGVR).Get(ctx, o.GetName(), metav1.GetOptions{})
-			if err == nil && established(crd) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("wait for CRD %s to be established: %w", o.GetName(), ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
-	return nil
-}
-
-func established(crd *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == "Established" && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
-}
 
 // DefaultCRDs returns the CRD files a Skein test cluster gets: the Gateway
 // API standard channel from the sigs.k8s.io/gateway-api module the

@@ -22,6 +22,8 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -502,4 +504,56 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url, token string, roots *
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// InstallCRDs applies CRD files and waits until every CRD is established.
+func (c *Cluster) InstallCRDs(ctx context.Context, files ...string) error {
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read CRDs: %w", err)
+		}
+		o, err := Decode(data)
+		if err != nil {
+			return fmt.Errorf("read CRDs from %s: %w", f, err)
+		}
+		objs = append(objs, o...)
+	}
+	rc := c.RESTConfig()
+	if _, err := ApplyObjects(ctx, rc, objs, ApplyOptions{}); err != nil {
+		return fmt.Errorf("install CRDs: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		for {
+			crd, err := dyn.Resource(crdGVR).Get(ctx, o.GetName(), metav1.GetOptions{})
+			if err == nil && established(crd) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for CRD %s to be established: %w", o.GetName(), ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func established(crd *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,8 @@
 // background and prints the environment to use it, `env` prints it again,
 // `down` stops everything and removes the state. scripts/k8s/cluster.sh
 // builds and runs it.
+//go:build linux
+
 package main
 
 import (

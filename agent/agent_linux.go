@@ -31,6 +31,7 @@ import (
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/agent/source"
 	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/bpf/trace"
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/l7proxy"
 	"github.com/skeinmesh/skein/l7proxy/tunnel"
@@ -59,9 +60,12 @@ type Agent struct {
 	registry *prometheus.Registry
 	requests *telemetry.RequestMetrics
 	tracing  *tracing.Tracing
-	certs    *identity.Manager // nil without a CA
-	tunnel   *tunnel.Client    // nil without a CA
-	authz    atomic.Pointer[authz.Engine]
+	// traceMaps and traces are the kernel event stream (agentctl trace).
+	traceMaps *trace.Maps
+	traces    *traceHub
+	certs     *identity.Manager // nil without a CA
+	tunnel    *tunnel.Client    // nil without a CA
+	authz     atomic.Pointer[authz.Engine]
 
 	applyMu sync.Mutex // serializes apply
 	state   atomic.Pointer[derived]
@@ -165,7 +169,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	a.datapath, err = capture.New(capture.Config{CgroupPath: a.cgroupRoot, PinPath: a.pinPath})
+	a.traceMaps, err = trace.NewMaps()
+	if err != nil {
+		return err
+	}
+	defer a.traceMaps.Close()
+	a.traces = newTraceHub(a, a.traceMaps)
+	a.datapath, err = capture.New(capture.Config{CgroupPath: a.cgroupRoot, PinPath: a.pinPath,
+		Events: a.traceMaps.Events(), TraceConfig: a.traceMaps.Config(), TraceLost: a.traceMaps.Lost()})
 	if err != nil {
 		return fmt.Errorf("start capture: %w", err)
 	}
@@ -217,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		TunnelPort:      a.cfg.TunnelPort,
 		Authorizer:      a,
 		RequestRecorder: a,
+		Events:          a.traces,
 	}, a, a.log)
 	if err != nil {
 		closeListeners()
@@ -235,6 +247,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		closeListeners()
 		return err
 	}
+	adminSrv.HandleRaw("GET "+admin.APIVersion+"/trace", a.traces.serveTrace)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -136,6 +136,10 @@ func build(snap *model.Snapshot, in buildInput) *derived {
 					d.capture.ExcludedPorts[cg.ID] = ports
 					aw.ExcludedPorts = ports
 				}
+			} else {
+				// Known but not meshed: its connects bypass capture with
+				// the verdict not_member, which agentctl trace shows.
+				d.capture.Members[cg.ID] = 0
 			}
 		}
 		d.local = append(d.local, aw)

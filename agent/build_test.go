@@ -74,8 +74,8 @@ func TestBuild(t *testing.T) {
 		},
 	})
 
-	require.Equal(t, map[uint64]capture.MemberFlags{101: capture.MemberMeshed, 102: capture.MemberMeshed}, d.capture.Members,
-		"only meshed local pods with a cgroup")
+	require.Equal(t, map[uint64]capture.MemberFlags{101: capture.MemberMeshed, 102: capture.MemberMeshed, 103: 0, 104: 0}, d.capture.Members,
+		"local pods with a cgroup; only the meshed ones flagged")
 
 	// A namespace in STRICT mode marks its pods; the cluster default applies elsewhere.
 	snap := testSnapshot()

@@ -73,7 +73,7 @@ func (a *Agent) StrictDrops() (uint64, error) {
 }
 
 // RingbufLost implements telemetry.CaptureSource.
-func (a *Agent) RingbufLost() (uint64, error) { return a.datapath.TraceLost() }
+func (a *Agent) RingbufLost() (uint64, error) { return a.traceMaps.LostCount() }
 
 // ConfigState implements telemetry.ConfigSource.
 func (a *Agent) ConfigState() telemetry.ConfigState {

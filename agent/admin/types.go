@@ -224,3 +224,32 @@ type Service struct {
 	Endpoints int      `json:"endpoints"`
 	Routes    bool     `json:"routes"`
 }
+
+// TraceEvent is one line of GET /v1/trace: a kernel or proxy event with
+// names resolved.
+type TraceEvent struct {
+	Time time.Time `json:"time"`
+	// Type is capture, connect_fail, reset, retransmit, strict_drop,
+	// policy_deny or state.
+	Type string `json:"type"`
+	// Reason details the type: a capture verdict, a reset direction, an
+	// errno, a TCP state, the deciding policy.
+	Reason    string `json:"reason,omitempty"`
+	Pod       string `json:"pod,omitempty"` // namespace/name of the local pod concerned
+	Workload  string `json:"workload,omitempty"`
+	Src       string `json:"src,omitempty"`
+	Dst       string `json:"dst,omitempty"`
+	SrcPod    string `json:"srcPod,omitempty"`
+	DstPod    string `json:"dstPod,omitempty"`
+	Orig      string `json:"orig,omitempty"` // the address the app dialed
+	Service   string `json:"service,omitempty"`
+	Value     uint32 `json:"value,omitempty"`
+	Principal string `json:"principal,omitempty"`
+	// Lost, on a summary line (Type "lost"), counts events lost so far in
+	// this session: in the kernel (ring buffer full) and in the agent (this
+	// client too slow).
+	LostKernel uint64 `json:"lostKernel,omitempty"`
+	LostAgent  uint64 `json:"lostAgent,omitempty"`
+	// Delivered counts the events sent to this client so far (summary lines).
+	Delivered uint64 `json:"delivered,omitempty"`
+}

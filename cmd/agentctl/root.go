@@ -71,6 +71,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		newEndpointsCmd(o),
 		newConfigCmd(o),
 		newCertsCmd(o),
+		newTraceCmd(o),
 	)
 	return root
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,7 +20,11 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/skeinmesh/skein/agent/ca"
+	kubesrc "github.com/skeinmesh/skein/agent/kube"
 	"github.com/skeinmesh/skein/agent/model"
 	"github.com/skeinmesh/skein/agent/source"
 )
@@ -51,7 +56,7 @@ func newCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&f.dir, "dir", "/var/lib/skein-ca", "directory of the root keys (mode 0700)")
 	root.PersistentFlags().StringVar(&f.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
-	root.AddCommand(newServeCmd(&f), newRotateCmd(&f), newRetireCmd(&f))
+	root.AddCommand(newServeCmd(&f), newInitCmd(&f), newRotateCmd(&f), newRetireCmd(&f))
 	return root
 }
 
@@ -64,6 +69,9 @@ func newServeCmd(f *flags) *cobra.Command {
 		addr, tokenFile, rootsOut string
 		configs, dnsNames, ips    []string
 		maxTTL                    time.Duration
+		kubeconfig, rootsCM       string
+		inCluster                 bool
+		agentSAs, audiences       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -91,26 +99,54 @@ func newServeCmd(f *flags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("issue serving certificate: %w", err)
 			}
-			if rootsOut != "" {
-				if err := writeAtomic(rootsOut, ca.EncodePEM(local.Bundle())); err != nil {
+			kube := kubeconfig != "" || inCluster
+			var (
+				authn ca.Authenticator
+				src   interface {
+					Run(context.Context, func(source.Update)) error
+				}
+				client kubernetes.Interface
+			)
+			switch {
+			case kube && (tokenFile != "" || len(configs) > 0):
+				return fmt.Errorf("choose Kubernetes (--kubeconfig or --in-cluster) or standalone (--token-file and --config), not both")
+			case kube:
+				// Agents are authenticated with TokenReview; pods are
+				// read from the API.
+				rc, err := kubesrc.RESTConfig(kubeconfig)
+				if err != nil {
 					return err
 				}
-			}
-			if tokenFile == "" {
-				return fmt.Errorf("--token-file is required: the CA signs only for authenticated agents")
-			}
-			authn, err := ca.NewTokenFile(tokenFile)
-			if err != nil {
-				return err
-			}
-			if len(configs) == 0 {
-				return fmt.Errorf("--config is required: the CA checks each workload's node against the cluster objects")
+				clients, err := kubesrc.NewClients(rc)
+				if err != nil {
+					return err
+				}
+				client = clients.Kube
+				if authn, err = ca.NewTokenReview(client, agentSAs, audiences); err != nil {
+					return err
+				}
+				ks, err := kubesrc.New(kubesrc.Config{Clients: clients, UserAgent: "skein-ca"}, log)
+				if err != nil {
+					return err
+				}
+				src = ks
+			default:
+				if tokenFile == "" {
+					return fmt.Errorf("--token-file is required: the CA signs only for authenticated agents (or run against Kubernetes with --in-cluster)")
+				}
+				if authn, err = ca.NewTokenFile(tokenFile); err != nil {
+					return err
+				}
+				if len(configs) == 0 {
+					return fmt.Errorf("--config is required: the CA checks each workload's node against the cluster objects")
+				}
+				files, err := source.NewFiles(source.FilesConfig{Paths: configs}, log)
+				if err != nil {
+					return err
+				}
+				src = files
 			}
 			pods := &ca.SnapshotLocator{}
-			files, err := source.NewFiles(source.FilesConfig{Paths: configs}, log)
-			if err != nil {
-				return err
-			}
 			srv, err := ca.NewServer(ca.ServerConfig{
 				Addr: addr, Signer: local, Authn: authn, Pods: pods,
 				TLS: &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
@@ -122,13 +158,26 @@ func newServeCmd(f *flags) *cobra.Command {
 			defer stop()
 			go func() {
 				var last *model.Snapshot
-				_ = files.Run(ctx, func(u source.Update) {
+				_ = src.Run(ctx, func(u source.Update) {
 					snap, _ := model.Merge(last, u.Objects)
 					last = snap
 					pods.Update(snap)
 				})
 			}()
-			go reloadRoots(ctx, local, rootsOut, log)
+			publish := func(b []*x509.Certificate) error {
+				var errs []error
+				if rootsOut != "" {
+					errs = append(errs, writeAtomic(rootsOut, ca.EncodePEM(b)))
+				}
+				if rootsCM != "" && client != nil {
+					errs = append(errs, publishConfigMap(ctx, client, rootsCM, ca.EncodePEM(b)))
+				}
+				return errors.Join(errs...)
+			}
+			if err := publish(local.Bundle()); err != nil {
+				log.Warn("publish the trust bundle", zap.Error(err))
+			}
+			go reloadRoots(ctx, local, publish, log)
 			log.Info("skein-ca serving", zap.String("addr", addr), zap.String("trust_domain", f.trustDomain), zap.Int("roots", len(local.Bundle())))
 			return srv.Run(ctx)
 		},
@@ -141,12 +190,17 @@ func newServeCmd(f *flags) *cobra.Command {
 	fl.StringSliceVar(&ips, "serving-ip", nil, "IP addresses of the CA's serving certificate")
 	fl.StringVar(&rootsOut, "roots-out", "", "write the trust bundle (PEM) here, for agents to verify the CA; rewritten on rotation")
 	fl.DurationVar(&maxTTL, "max-ttl", 24*time.Hour, "longest workload certificate lifetime")
+	fl.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig: authenticate agents with TokenReview and read pods from this API server")
+	fl.BoolVar(&inCluster, "in-cluster", false, "like --kubeconfig, with the pod's service account")
+	fl.StringSliceVar(&agentSAs, "agent-service-account", []string{"skein-system/skein-agent"}, "namespace/name of the agents' service account (Kubernetes mode)")
+	fl.StringSliceVar(&audiences, "token-audience", nil, "audience the agents' projected tokens are bound to (Kubernetes mode)")
+	fl.StringVar(&rootsCM, "roots-configmap", "", "namespace/name of a ConfigMap (key roots.pem) to publish the trust bundle in, for agents to mount")
 	return cmd
 }
 
 // reloadRoots picks up rotations and retirements made by `skein-ca rotate`
-// and `skein-ca retire`.
-func reloadRoots(ctx context.Context, local *ca.LocalCA, rootsOut string, log *zap.Logger) {
+// and `skein-ca retire` (or a new root Secret), and publishes the bundle.
+func reloadRoots(ctx context.Context, local *ca.LocalCA, publish func([]*x509.Certificate) error, log *zap.Logger) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	last := bundleKey(local.Bundle())
@@ -165,10 +219,8 @@ func reloadRoots(ctx context.Context, local *ca.LocalCA, rootsOut string, log *z
 			log.Info("trust bundle changed", zap.Int("roots", len(b)), zap.String("signing_root", b[0].SerialNumber.Text(16)))
 			last = k
 		}
-		if rootsOut != "" {
-			if err := writeAtomic(rootsOut, ca.EncodePEM(b)); err != nil {
-				log.Warn("write trust bundle", zap.Error(err))
-			}
+		if err := publish(b); err != nil {
+			log.Warn("publish trust bundle", zap.Error(err))
 		}
 	}
 }
@@ -181,6 +233,32 @@ func bundleKey(b []*x509.Certificate) string {
 		s.WriteByte(' ')
 	}
 	return s.String()
+}
+
+// publishConfigMap writes the bundle into an existing ConfigMap
+// (namespace/name), key roots.pem, only when it changed.
+func publishConfigMap(ctx context.Context, client kubernetes.Interface, ref string, pemData []byte) error {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		return fmt.Errorf("--roots-configmap %q: want namespace/name", ref)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("get ConfigMap %s: %w", ref, err)
+	}
+	if cm.Data["roots.pem"] == string(pemData) {
+		return nil
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data["roots.pem"] = string(pemData)
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update ConfigMap %s: %w", ref, err)
+	}
+	return nil
 }
 
 func newRotateCmd(f *flags) *cobra.Command {
@@ -203,6 +281,24 @@ func newRotateCmd(f *flags) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&ttl, "root-ttl", 10*365*24*time.Hour, "lifetime of the new root")
 	return cmd
+}
+
+func newInitCmd(f *flags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the root key and certificate in --dir (for a Kubernetes Secret), or show the existing one",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			local, err := open(f)
+			if err != nil {
+				return err
+			}
+			for _, r := range local.Bundle() {
+				fmt.Fprintf(cmd.OutOrStdout(), "root %s, %s, expires %s\n", r.SerialNumber.Text(16), r.Subject, r.NotAfter.Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
 }
 
 func newRetireCmd(f *flags) *cobra.Command {

@@ -63,6 +63,7 @@ type Agent struct {
 	// traceMaps and traces are the kernel event stream (agentctl trace).
 	traceMaps *trace.Maps
 	traces    *traceHub
+	failures  failureLog
 	certs     *identity.Manager // nil without a CA
 	tunnel    *tunnel.Client    // nil without a CA
 	authz     atomic.Pointer[authz.Engine]
@@ -248,6 +249,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	adminSrv.HandleRaw("GET "+admin.APIVersion+"/trace", a.traces.serveTrace)
+	a.registerDebug(adminSrv)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

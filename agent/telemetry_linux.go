@@ -138,6 +138,7 @@ func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 		l.DestinationService = r.PeerService
 	}
 	a.requests.Observe(&l, r.Duration, r.ReqBytes, r.RespBytes)
+	a.noteRequestFailure(r)
 }
 
 var _ l7proxy.RequestRecorder = (*Agent)(nil)

@@ -253,3 +253,69 @@ type TraceEvent struct {
 	// Delivered counts the events sent to this client so far (summary lines).
 	Delivered uint64 `json:"delivered,omitempty"`
 }
+
+// MapDump is the answer to GET /v1/bpf/maps/{name}.
+type MapDump struct {
+	Name    string     `json:"name"`
+	Entries []MapEntry `json:"entries"`
+}
+
+// MapEntry is a decoded map entry; Note names what the key stands for.
+type MapEntry struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	Note  string `json:"note,omitempty"`
+}
+
+// Program is also listed, with its run statistics, by GET /v1/bpf/progs.
+type ProgramStats struct {
+	Program
+	Type     string `json:"type"`
+	RunCount uint64 `json:"runCount"`
+	// RunTimeNs is the total time spent in the program, when the kernel's
+	// BPF statistics are enabled (kernel.bpf_stats_enabled).
+	RunTimeNs uint64 `json:"runTimeNs"`
+	// NsPerRun is RunTimeNs / RunCount.
+	NsPerRun float64 `json:"nsPerRun"`
+}
+
+// Diagnosis is the answer to GET /v1/diagnose/{namespace}/{pod}: what the
+// agent knows about a pod, for one-command troubleshooting.
+type Diagnosis struct {
+	Pod      string    `json:"pod"`
+	Found    bool      `json:"found"`
+	Local    bool      `json:"local"`
+	Workload *Workload `json:"workload,omitempty"`
+	// Captured and Why: is its traffic steered to the proxy, and why (not).
+	Captured bool   `json:"captured"`
+	Why      string `json:"why"`
+	// Programs are the capture programs that see its sockets (attached to
+	// the pod cgroup root its cgroup is under).
+	Programs []string `json:"programs,omitempty"`
+	// BPFMember is how the capture programs see its cgroup.
+	BPFMember string `json:"bpfMember,omitempty"`
+	// Services lists the Services it backs, and Routes the routes that
+	// apply to its traffic (to those Services, or from its namespace).
+	Services []string `json:"services,omitempty"`
+	Routes   []string `json:"routes,omitempty"`
+	// Policies are the AuthorizationPolicies that select it.
+	Policies []string `json:"policies,omitempty"`
+	// Certificate of its identity, if the agent holds one.
+	Certificate *Certificate `json:"certificate,omitempty"`
+	// Failures are its most recent failed requests and connections, as
+	// source or destination.
+	Failures []Failure `json:"failures,omitempty"`
+	// Hints are what to look at next.
+	Hints []string `json:"hints,omitempty"`
+}
+
+// Failure is a recent failed request or connection.
+type Failure struct {
+	Time   time.Time `json:"time"`
+	What   string    `json:"what"` // "GET product.shop:80/x" or "tcp 10.96.0.10:80"
+	Role   string    `json:"role"` // "source" or "destination"
+	Peer   string    `json:"peer"`
+	Code   int       `json:"code,omitempty"`
+	Flags  string    `json:"flags"`
+	Detail string    `json:"detail,omitempty"`
+}

@@ -477,3 +477,108 @@ func wordsAddr(w [4]uint32) netip.Addr {
 	}
 	return netip.AddrFrom16(b).Unmap()
 }
+
+// Entry is one map entry, decoded for people.
+type Entry struct {
+	Key, Value string
+}
+
+// Dump returns the entries of one of the datapath's maps with their keys
+// and values decoded; name is a key of Maps(). Per-CPU values are summed.
+// Socket storage and the SOCKMAP cannot be listed by key and return the
+// entry count only.
+func (d *Datapath) Dump(name string) ([]Entry, error) {
+	var out []Entry
+	switch name {
+	case "members":
+		var k uint64
+		var v captureMember
+		it := d.objs.Members.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{fmt.Sprintf("cgroup %d", k), memberString(MemberFlags(v.Flags))})
+		}
+		return out, it.Err()
+	case "excluded_ports":
+		var k captureExcludedKey
+		var v uint8
+		it := d.objs.ExcludedPorts.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{fmt.Sprintf("cgroup %d port %d", k.CgroupId, k.Port), "excluded"})
+		}
+		return out, it.Err()
+	case "mesh_dsts":
+		var k captureDstKey
+		var v captureDstInfo
+		it := d.objs.MeshDsts.Iterate()
+		for it.Next(&k, &v) {
+			kind := "service"
+			if DstKind(v.Flags) == DstPod {
+				kind = "pod (any port)"
+			}
+			out = append(out, Entry{netip.AddrPortFrom(wordsAddr(k.Addr.W), k.Port).String(), kind})
+		}
+		return out, it.Err()
+	case "orig_dst":
+		var k captureConnKey
+		var v captureOrigin
+		it := d.objs.OrigDst.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{
+				netip.AddrPortFrom(wordsAddr(k.Src.W), k.Sport).String() + " -> " + netip.AddrPortFrom(wordsAddr(k.Dst.W), k.Dport).String(),
+				fmt.Sprintf("dialed %s from cgroup %d", netip.AddrPortFrom(wordsAddr(v.Addr.W), v.Port), v.CgroupId),
+			})
+		}
+		return out, it.Err()
+	case "trusted_srcs":
+		var k captureSkeinAddr
+		var v uint8
+		it := d.objs.TrustedSrcs.Iterate()
+		for it.Next(&k, &v) {
+			out = append(out, Entry{wordsAddr(k.W).String(), "trusted (STRICT)"})
+		}
+		return out, it.Err()
+	case "capture_cfg":
+		var c captureCaptureConfig
+		if err := d.objs.CaptureCfg.Lookup(uint32(0), &c); err != nil {
+			return nil, err
+		}
+		mode := "fail-open"
+		if c.Flags&1 != 0 {
+			mode = "fail-closed"
+		}
+		return []Entry{{"0", fmt.Sprintf("proxy %s / %s port %d, %s", wordsAddr(c.Proxy4.W), wordsAddr(c.Proxy6.W), c.ProxyPort, mode)}}, nil
+	case "verdicts":
+		v, err := d.Verdicts()
+		if err != nil {
+			return nil, err
+		}
+		for verdict := VerdictRedirect; verdict < verdictMax; verdict++ {
+			out = append(out, Entry{verdict.String(), fmt.Sprint(v[verdict])})
+		}
+		return out, nil
+	case "strict_stats":
+		dropped, passed, err := d.StrictStats()
+		if err != nil {
+			return nil, err
+		}
+		return []Entry{{"dropped", fmt.Sprint(dropped)}, {"passed", fmt.Sprint(passed)}}, nil
+	case "proxy_listener":
+		if cookie, ok := d.ListenerCookie(); ok {
+			return []Entry{{"0", fmt.Sprintf("listening socket, cookie %d", cookie)}}, nil
+		}
+		return []Entry{}, nil
+	case "sock_origin":
+		return nil, fmt.Errorf("%s is socket storage: its entries live on the sockets and cannot be listed", name)
+	}
+	return nil, fmt.Errorf("no map %q: want one of capture_cfg, members, excluded_ports, mesh_dsts, orig_dst, verdicts, trusted_srcs, strict_stats, proxy_listener", name)
+}
+
+func memberString(f MemberFlags) string {
+	switch {
+	case f&MemberMeshed == 0:
+		return "known, not meshed"
+	case f&MemberStrict != 0:
+		return "meshed, STRICT"
+	}
+	return "meshed, PERMISSIVE"
+}

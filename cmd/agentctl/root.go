@@ -72,6 +72,8 @@ func newRoot(out io.Writer) *cobra.Command {
 		newConfigCmd(o),
 		newCertsCmd(o),
 		newTraceCmd(o),
+		newBPFCmd(o),
+		newDiagnoseCmd(o),
 	)
 	return root
 }

@@ -10,6 +10,12 @@ GOTESTFLAGS ?=
 TESTTIMEOUT ?= 40m
 BENCHTIME   ?= 1s
 BENCHCOUNT  ?= 6
+BENCHPKGS   ?= ./...
+# The lab part of make bench: BENCHLAB=0 skips it; BENCHARGS go to skein-bench run.
+BENCHLAB      ?= 1
+BENCHDURATION ?= 4s
+BENCHTIMEOUT  ?= 8m
+BENCHARGS     ?=
 TOPOLOGY    ?= scripts/topologies/demo.yaml
 BINARIES    := skein-agent agentctl skein-lab
 
@@ -49,8 +55,12 @@ test-unit: ## Unprivileged tests only (no root needed).
 test-privileged: deps ## Only the privileged tests (eBPF, namespaces); needs root.
 	$(GO) test -timeout $(TESTTIMEOUT) -run 'Privileged' $(GOTESTFLAGS) $(TESTPKGS)
 
-bench: ## Go benchmarks, compared with benchstat.
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee $(BIN)/bench.txt
+bench: ## Go benchmarks (benchstat input in $(BIN)/bench.txt), then the lab benchmarks (root; JSON + docs/benchmarks.md).
+	@mkdir -p $(BIN)
+	bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCHPKGS) | tee $(BIN)/bench.txt"
+	@if [ "$(BENCHLAB)" = 1 ]; then $(MAKE) --no-print-directory deps && \
+		BIN=$(BIN) BENCH_GOBENCH=$(BIN)/bench.txt BENCH_DURATION=$(BENCHDURATION) BENCH_TIMEOUT=$(BENCHTIMEOUT) \
+		BENCH_ARGS="$(BENCHARGS)" scripts/bench.sh; fi
 
 demo: deps build ## Bring up a two-node lab, send traffic through the mesh, show what happened.
 	scripts/demo.sh $(TOPOLOGY)

@@ -50,7 +50,8 @@ type Key struct {
 // histogram.
 type Histogram struct {
 	// Bounds are the bucket upper bounds in seconds, ascending, +Inf left
-	// out: 2^i microseconds for i = 0..22 (1 us to 4.19 s).
+	// out: 2^i microseconds for i = 0..22 (1 us to 4.19 s). Every Histogram
+	// shares one slice: do not modify it.
 	Bounds []float64
 	// Counts are cumulative: Counts[i] samples were <= Bounds[i].
 	Counts []uint64

@@ -57,10 +57,12 @@ test-privileged: deps ## Only the privileged tests (eBPF, namespaces); needs roo
 
 bench: ## Go benchmarks (benchstat input in $(BIN)/bench.txt), then the lab benchmarks (root; JSON + docs/benchmarks.md).
 	@mkdir -p $(BIN)
-	bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCHPKGS) | tee $(BIN)/bench.txt"
-	@if [ "$(BENCHLAB)" = 1 ]; then $(MAKE) --no-print-directory deps && \
-		BIN=$(BIN) BENCH_GOBENCH=$(BIN)/bench.txt BENCH_DURATION=$(BENCHDURATION) BENCH_TIMEOUT=$(BENCHTIMEOUT) \
-		BENCH_ARGS="$(BENCHARGS)" scripts/bench.sh; fi
+	@status=0; \
+	bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCHPKGS) | tee $(BIN)/bench.txt" || status=$$?; \
+	if [ "$(BENCHLAB)" = 1 ]; then \
+		scripts/deps.sh && BIN=$(BIN) BENCH_GOBENCH=$(BIN)/bench.txt BENCH_DURATION=$(BENCHDURATION) \
+		BENCH_TIMEOUT=$(BENCHTIMEOUT) BENCH_ARGS="$(BENCHARGS)" scripts/bench.sh || status=$$?; \
+	fi; exit $$status
 
 demo: deps build ## Bring up a two-node lab, send traffic through the mesh, show what happened.
 	scripts/demo.sh $(TOPOLOGY)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/skeinmesh/skein/bench"
 )
 
 // topology is one way from a client pod to a backend.
@@ -18,6 +20,11 @@ type topology struct {
 	// Targets by protocol (h1, h2c: URL; grpc: host:port). A protocol
 	// without a target is not measured in this topology.
 	Targets map[string]string `json:"targets"`
+	// IdleCPUms is the proxies' CPU with no traffic, in ms per second;
+	// IdleRSS and IdleAnon their memory then.
+	IdleCPUms float64 `json:"idleCpuMsPerSec"`
+	IdleRSS   int64   `json:"idleRssBytes"`
+	IdleAnon  int64   `json:"idleAnonRssBytes"`
 	// pids are the proxy processes whose CPU and memory count.
 	pids func() []int
 }
@@ -146,7 +153,7 @@ func (h *harness) sanity(ctx context.Context, tops []*topology) error {
 // topologies for one load, then the next load), so that drift in the
 // machine's background noise hits every topology alike.
 func (h *harness) matrix(ctx context.Context, tops []*topology) error {
-	h.rep.Topologies = tops
+	h.idleCPU(ctx, tops)
 	for round := range h.cfg.Rounds {
 		for _, l := range h.loads() {
 			for _, t := range tops {
@@ -169,4 +176,34 @@ func (h *harness) matrix(ctx context.Context, tops []*topology) error {
 		}
 	}
 	return nil
+}
+
+// idleCPU measures what each topology's proxies burn with no traffic at
+// all (timers, telemetry, config watching), so that it can be told apart
+// from the per-request cost in the CPU per 1,000 requests at a fixed rate.
+func (h *harness) idleCPU(ctx context.Context, tops []*topology) {
+	const window = 3 * time.Second
+	before := map[string]bench.ProcSample{}
+	for _, t := range tops {
+		if pids := t.pids(); len(pids) > 0 {
+			if s, err := bench.SampleProcs(pids); err == nil {
+				before[t.Name] = s
+			}
+		}
+	}
+	select {
+	case <-time.After(window):
+	case <-ctx.Done():
+		return
+	}
+	for _, t := range tops {
+		b, ok := before[t.Name]
+		if !ok {
+			continue
+		}
+		if a, err := bench.SampleProcs(t.pids()); err == nil {
+			t.IdleCPUms = (a.CPU - b.CPU) / window.Seconds() * 1000
+			t.IdleRSS, t.IdleAnon = a.RSS, a.Anon
+		}
+	}
 }

@@ -22,9 +22,24 @@ func (h *harness) idle(ctx context.Context) error {
 		return errors.New("no agent on node-a")
 	}
 	h.logf("idle: %d keep-alive connections through Skein", h.cfg.IdleConns)
+	// While they are held, a heap profile says what a connection costs.
+	heapDone := make(chan struct{})
+	go func() {
+		defer close(heapDone)
+		deadline := time.Now().Add(90 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			if len(fds) >= h.cfg.IdleConns {
+				h.heapProfile(ctx, "idle-conns")
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 	var r idleResult
 	err := h.exec(ctx, 3*time.Minute, "bench/client", &r, "skein-bench", "idle", "--target", "http://"+vipLocal+"/",
-		"--conns", strconv.Itoa(h.cfg.IdleConns), "--watch-pid", strconv.Itoa(pid), "--timeout", "150s")
+		"--conns", strconv.Itoa(h.cfg.IdleConns), "--watch-pid", strconv.Itoa(pid), "--timeout", "150s", "--settle", "3s")
+	<-heapDone
 	if err != nil {
 		return err
 	}
@@ -100,12 +115,32 @@ func (h *harness) scale(ctx context.Context) error {
 		return err
 	}
 	r.RSSAfter, r.PeakAfter, r.AnonAfter = m.RSS, m.Peak, m.Anon
-	for _, to := range []string{"local", "alt", "local"} {
+	for i, to := range []string{"local", "alt", "local"} {
+		// The first change is profiled: where do the seconds go?
+		var prof chan error
+		cpuFile := ""
+		if i == 0 && h.cfg.phase("profile") {
+			prof = make(chan error, 1)
+			dir, _ := filepath.Abs(h.cfg.ProfileDir)
+			_ = os.MkdirAll(dir, 0o755)
+			cpuFile = filepath.Join(dir, "route-change-node-a.cpu.pprof")
+			go func() { prof <- h.fetchProfile(ctx, "node-a", "/debug/pprof/profile?seconds=6", cpuFile) }()
+		}
 		d, err := h.timeRouteChange(ctx, big(to), podOf(to))
 		if err != nil {
 			return fmt.Errorf("route change (large config): %w", err)
 		}
 		r.ChangeMs = append(r.ChangeMs, ms(d))
+		if prof != nil {
+			if err := <-prof; err != nil {
+				h.logf("scale: no profile of the route change: %v", err)
+				continue
+			}
+			ps := profileSummary{Name: "route-change", Topology: "route change at scale", Node: "node-a", Files: []string{cpuFile}}
+			ps.CPUTop, _ = pprofTop(ctx, filepath.Join(h.cfg.BinDir, "skein-agent"), cpuFile, "-top", "-nodecount=25")
+			ps.CPUTopCum, _ = pprofTop(ctx, filepath.Join(h.cfg.BinDir, "skein-agent"), cpuFile, "-top", "-cum", "-nodecount=30")
+			h.rep.Profiles = append(h.rep.Profiles, ps)
+		}
 	}
 	h.logf("scale: load %.0fms; agent RSS %.1f -> %.1f MB (peak %.1f, anon %.1f -> %.1f); route change small %v ms, large %v ms",
 		r.LoadMs, mb(r.RSSBefore), mb(r.RSSAfter), mb(r.PeakAfter), mb(r.AnonBefore), mb(r.AnonAfter), r.SmallChangeMs, r.ChangeMs)
@@ -226,13 +261,7 @@ func (h *harness) profile(ctx context.Context) error {
 	agentBin := filepath.Join(h.cfg.BinDir, "skein-agent")
 	for _, p := range []struct{ topo, node string }{{"skein", "node-a"}, {"skein-x", "node-a"}, {"skein-x", "node-b"}} {
 		name := p.topo + "-" + p.node
-		get := func(path, file string) error {
-			out, err := h.lab.ExecNode(ctx, p.node, "curl", "-sf", "--max-time", "30", "-o", file, "http://127.0.0.1:6060"+path)
-			if err != nil {
-				return fmt.Errorf("fetch %s from the agent on %s (is --pprof-addr supported?): %w: %s", path, p.node, err, out)
-			}
-			return nil
-		}
+		get := func(path, file string) error { return h.fetchProfile(ctx, p.node, path, file) }
 		cpuFile := filepath.Join(dir, name+".cpu.pprof")
 		allocBefore := filepath.Join(dir, name+".allocs-before.pprof")
 		allocAfter := filepath.Join(dir, name+".allocs.pprof")
@@ -288,4 +317,46 @@ func pprofTop(ctx context.Context, bin, file string, args ...string) ([]string, 
 		lines = lines[i:]
 	}
 	return lines, nil
+}
+
+// fetchProfile saves a pprof endpoint of a node's agent (--pprof-addr) to
+// file, with curl in the node's network namespace.
+func (h *harness) fetchProfile(ctx context.Context, node, path, file string) error {
+	out, err := h.lab.ExecNode(ctx, node, "curl", "-sf", "--max-time", "30", "-o", file, "http://127.0.0.1:6060"+path)
+	if err != nil {
+		return fmt.Errorf("fetch %s from the agent on %s (is --pprof-addr supported?): %w: %s", path, node, err, out)
+	}
+	return nil
+}
+
+// heapProfile saves the node-a agent's in-use heap and keeps its top.
+func (h *harness) heapProfile(ctx context.Context, name string) {
+	dir, _ := filepath.Abs(h.cfg.ProfileDir)
+	_ = os.MkdirAll(dir, 0o755)
+	file := filepath.Join(dir, name+".heap.pprof")
+	// The goroutine count, too: one per connection or more?
+	if err := h.fetchProfile(ctx, "node-a", "/debug/pprof/heap?gc=1", file); err != nil {
+		h.logf("%s: no heap profile: %v", name, err)
+		return
+	}
+	ps := profileSummary{Name: name, Topology: "idle connections", Node: "node-a", Files: []string{file}}
+	ps.AllocTop, _ = pprofTop(ctx, filepath.Join(h.cfg.BinDir, "skein-agent"), file, "-top", "-nodecount=20", "-sample_index=inuse_space")
+	gfile := filepath.Join(dir, name+".goroutines.txt")
+	if err := h.fetchProfile(ctx, "node-a", "/debug/pprof/goroutine?debug=1", gfile); err == nil {
+		// The stacks that hold the most goroutines (debug=1 lists them by
+		// count), without the addresses.
+		data, _ := os.ReadFile(gfile)
+		blocks := strings.Split(string(data), "\n\n")
+		for _, block := range blocks[:min(3, len(blocks))] {
+			for _, line := range strings.Split(block, "\n")[:min(len(strings.Split(block, "\n")), 18)] {
+				if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" {
+					line = "#   " + f[2] // function name
+				} else if n, _, ok := strings.Cut(line, " @ "); ok {
+					line = n + " goroutines:"
+				}
+				ps.CPUTop = append(ps.CPUTop, line)
+			}
+		}
+	}
+	h.rep.Profiles = append(h.rep.Profiles, ps)
 }

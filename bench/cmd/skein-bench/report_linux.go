@@ -145,6 +145,9 @@ func (r *report) markdown() string {
 		{"h2c", fmt.Sprintf("HTTP/2 cleartext (h2c), %d rps", c.Rate)},
 		{"grpc", fmt.Sprintf("gRPC unary (grpc-go client, skein-lab grpc-server), %d rps", c.Rate)},
 	} {
+		if !r.has(l.load) {
+			continue
+		}
 		w("\n### %s\n\n", l.title)
 		w("| path | topology | p50 µs | p90 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | proxy CPU ms / 1k req | proxy peak RSS MB (anon) | errors |\n")
 		w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -166,33 +169,8 @@ func (r *report) markdown() string {
 				f0(res.Latency.P50), f0(res.Latency.P90), f0(res.Latency.P99), f0(res.Latency.P999), add50, add99, cpu, rss, res.Errors)
 		}
 	}
-	w("\n### Maximum throughput (HTTP/1.1, closed loop, %d connections) and a new connection per request (%d rps)\n\n", c.Conns, c.NewConnRate)
-	w("The closed loop shares CPU %s between client and backend, so the direct rows are bounded by that core, not by the network.\n\n", c.ClientCPU)
-	w("| path | topology | max rps | p50 µs at max | proxy CPU ms / 1k req | new-conn p50 µs | new-conn p99 µs | added p50 µs | new-conn proxy CPU ms / 1k |\n")
-	w("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, t := range r.Topologies {
-		mx, nc := r.pick(t.Name, "h1-max"), r.pick(t.Name, "h1-newconn")
-		if mx == nil && nc == nil {
-			continue
-		}
-		cells := []string{where(t), t.Label, "", "", "", "", "", "", ""}
-		proxy := !strings.HasPrefix(t.Name, "direct")
-		if mx != nil {
-			cells[2], cells[3] = f0(mx.RPS), f0(mx.Latency.P50)
-			if proxy {
-				cells[4] = f2(mx.ProcCPUPer1k * 1000)
-			}
-		}
-		if nc != nil {
-			cells[5], cells[6] = f0(nc.Latency.P50), f0(nc.Latency.P99)
-			if base := r.pick(directOf(t), "h1-newconn"); base != nil && proxy {
-				cells[7] = signed(nc.Latency.P50 - base.Latency.P50)
-			}
-			if proxy {
-				cells[8] = f2(nc.ProcCPUPer1k * 1000)
-			}
-		}
-		w("| %s |\n", strings.Join(cells, " | "))
+	if len(r.Runs) > 0 {
+		r.restAndMax(w)
 	}
 	if s := r.Scale; s != nil || r.Idle != nil {
 		w("\n### Skein at scale\n\n")
@@ -242,6 +220,17 @@ func (r *report) markdown() string {
 		}
 	}
 	for _, p := range r.Profiles {
+		if p.Name == "idle-conns" {
+			w("\n<details><summary>Agent heap (in use) and goroutines with %d idle connections open</summary>\n\n```\n%s\n```\n\n```\n%s\n```\n</details>\n",
+				c.IdleConns, strings.Join(firstN(p.AllocTop, 20), "\n"), strings.Join(firstN(p.CPUTop, 30), "\n"))
+			continue
+		}
+		if p.Name == "route-change" {
+			w("\n<details><summary>Agent CPU profile while the config of %d Services changes (6 s from just before the write)</summary>\n\n"+
+				"CPU, flat:\n\n```\n%s\n```\n\nCPU, cumulative:\n\n```\n%s\n```\n</details>\n",
+				c.Services, strings.Join(firstN(p.CPUTop, 22), "\n"), strings.Join(firstN(p.CPUTopCum, 30), "\n"))
+			continue
+		}
 		w("\n<details><summary>Agent profile, %s, agent on %s (HTTP/1.1, closed loop, %d connections)</summary>\n\n"+
 			"CPU, flat:\n\n```\n%s\n```\n\nCPU, cumulative:\n\n```\n%s\n```\n\nAllocations during the load (alloc_space, delta):\n\n```\n%s\n```\n</details>\n",
 			p.Topology, p.Node, c.Conns, strings.Join(firstN(p.CPUTop, 22), "\n"), strings.Join(firstN(p.CPUTopCum, 28), "\n"), strings.Join(firstN(p.AllocTop, 17), "\n"))
@@ -253,6 +242,51 @@ func (r *report) markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// restAndMax renders the proxies at rest and the throughput and
+// new-connection table.
+func (r *report) restAndMax(w func(string, ...any)) {
+	c := r.Config
+	w("\n### The proxies at rest\n\nCPU burnt with no traffic (over %s before the loads), and memory then:\n\n| path | topology | idle CPU ms/s | RSS MB (anon) |\n|---|---|--:|--:|\n", "3s")
+	for _, t := range r.Topologies {
+		if !strings.HasPrefix(t.Name, "direct") && t.IdleRSS > 0 {
+			w("| %s | %s | %s | %s (%s) |\n", where(t), t.Label, f1(t.IdleCPUms), f1(mb(t.IdleRSS)), f1(mb(t.IdleAnon)))
+		}
+	}
+	w("\n### Maximum throughput (HTTP/1.1, closed loop, %d connections) and a new connection per request (%d rps)\n\n", c.Conns, c.NewConnRate)
+	w("The closed loop shares CPU %s between client and backend, so the direct rows are bounded by that core, not by the network.\n\n", c.ClientCPU)
+	w("| path | topology | max rps | p50 µs at max | proxy CPU ms / 1k req | new-conn p50 µs | new-conn p99 µs | added p50 µs | new-conn proxy CPU ms / 1k |\n")
+	w("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, t := range r.Topologies {
+		mx, nc := r.pick(t.Name, "h1-max"), r.pick(t.Name, "h1-newconn")
+		if mx == nil && nc == nil {
+			continue
+		}
+		cells := []string{where(t), t.Label, "", "", "", "", "", "", ""}
+		proxy := !strings.HasPrefix(t.Name, "direct")
+		if mx != nil {
+			cells[2], cells[3] = f0(mx.RPS), f0(mx.Latency.P50)
+			if proxy {
+				cells[4] = f2(mx.ProcCPUPer1k * 1000)
+			}
+		}
+		if nc != nil {
+			cells[5], cells[6] = f0(nc.Latency.P50), f0(nc.Latency.P99)
+			if base := r.pick(directOf(t), "h1-newconn"); base != nil && proxy {
+				cells[7] = signed(nc.Latency.P50 - base.Latency.P50)
+			}
+			if proxy {
+				cells[8] = f2(nc.ProcCPUPer1k * 1000)
+			}
+		}
+		w("| %s |\n", strings.Join(cells, " | "))
+	}
+}
+
+// has says whether any run of this load was recorded.
+func (r *report) has(load string) bool {
+	return slices.ContainsFunc(r.Runs, func(x runRecord) bool { return x.Load == load })
 }
 
 func firstN(s []string, n int) []string { return s[:min(len(s), n)] }
@@ -289,9 +323,13 @@ func (r *report) targets() [][3]string {
 		return "**no**"
 	}
 	for _, pair := range [][2]string{{"skein", "haproxy"}, {"skein-x", "haproxy-x"}} {
+		ts, th := r.topo(pair[0]), r.topo(pair[1])
 		s, hp := r.pick(pair[0], "h1"), r.pick(pair[1], "h1")
-		ds, dh := r.pick(directOf(r.topo(pair[0])), "h1"), r.pick(directOf(r.topo(pair[1])), "h1")
-		if s == nil || hp == nil || ds == nil || dh == nil {
+		if ts == nil || th == nil || s == nil || hp == nil {
+			continue
+		}
+		ds, dh := r.pick(directOf(ts), "h1"), r.pick(directOf(th), "h1")
+		if ds == nil || dh == nil {
 			continue
 		}
 		where := "same node"

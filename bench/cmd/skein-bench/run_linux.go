@@ -197,6 +197,7 @@ func run(ctx context.Context, c runConfig) (err error) {
 	}
 	tops := h.topologies(b)
 	h.tops = tops
+	rep.Topologies = tops
 	if err := h.sanity(ctx, tops); err != nil {
 		return err
 	}
@@ -213,12 +214,13 @@ func run(ctx context.Context, c runConfig) (err error) {
 		}
 		logf("phase %s took %s", name, time.Since(start).Round(time.Second))
 	}
-	// Order matters: profiles and the scale test want an agent that has
-	// not just held (and freed) 10,000 connections.
+	// The memory figures of idle and scale each start from a freshly
+	// started agent: a Go heap that has just grown and shrunk would
+	// hide growth in its slack.
 	phase("matrix", func(ctx context.Context) error { return h.matrix(ctx, tops) })
 	phase("profile", h.profile)
-	phase("scale", h.scale)
-	phase("idle", h.idle)
+	phase("idle", func(ctx context.Context) error { return h.freshAgent(ctx, h.idle) })
+	phase("scale", func(ctx context.Context) error { return h.freshAgent(ctx, h.scale) })
 	phase("capture", h.capture)
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
@@ -338,4 +340,26 @@ func cpuModel() string {
 		}
 	}
 	return strconv.Itoa(runtime.NumCPU()) + " CPUs"
+}
+
+// freshAgent restarts the node-a agent, waits until it routes again, and
+// runs f.
+func (h *harness) freshAgent(ctx context.Context, f func(context.Context) error) error {
+	if err := h.lab.StopAgent("node-a", syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := h.lab.StartAgent("node-a"); err != nil {
+		return err
+	}
+	var r pollResult
+	err := h.exec(ctx, time.Minute, "bench/client", &r, "skein-bench", "poll", "--target", "http://"+vipProbe+"/",
+		"--want-pod", "srv-a", "--interval", "20ms", "--timeout", "30s")
+	if err != nil {
+		return err
+	}
+	if !r.Found {
+		return fmt.Errorf("restarted agent on node-a does not route: %d polls, %s\n%s", r.Polls, r.FirstError, tail(h.lab.AgentLog("node-a"), 20))
+	}
+	time.Sleep(2 * time.Second) // let start-up garbage be collected
+	return f(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The readings below come from Linux's /proc; elsewhere they return the
@@ -142,4 +143,42 @@ func SampleProcs(pids []int) (ProcSample, error) {
 		s.Anon += m.Anon
 	}
 	return s, nil
+}
+
+// SchedTimes returns how long all threads of process pid have run on a CPU
+// and how long they have waited in a run queue for one, from
+// /proc/<pid>/task/*/schedstat (needs schedstats, on in every distribution
+// kernel). Threads that have exited are not counted.
+func SchedTimes(pid int) (run, wait time.Duration, err error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("list threads of pid %d: %w", pid, err)
+	}
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		r, w, err := parseSchedstat(data)
+		if err != nil {
+			return 0, 0, err
+		}
+		run += r
+		wait += w
+	}
+	return run, wait, nil
+}
+
+// parseSchedstat reads "<run ns> <wait ns> <timeslices>".
+func parseSchedstat(data []byte) (run, wait time.Duration, err error) {
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("parse schedstat: %q", data)
+	}
+	r, err1 := strconv.ParseInt(f[0], 10, 64)
+	w, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("parse schedstat: %w", err)
+	}
+	return time.Duration(r), time.Duration(w), nil
 }

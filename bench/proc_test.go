@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -34,4 +35,13 @@ func TestSampleSelf(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, s.RSS)
 	require.GreaterOrEqual(t, s.Peak, s.RSS)
+}
+
+func TestParseSchedstat(t *testing.T) {
+	run, wait, err := parseSchedstat([]byte("1500000000 250000000 42\n"))
+	require.NoError(t, err)
+	require.Equal(t, 1500*time.Millisecond, run)
+	require.Equal(t, 250*time.Millisecond, wait)
+	_, _, err = parseSchedstat([]byte("12"))
+	require.Error(t, err)
 }

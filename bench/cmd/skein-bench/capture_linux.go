@@ -121,7 +121,7 @@ func (h *harness) capture(ctx context.Context) error {
 		for _, c := range cases {
 			var r connectResult
 			err := h.exec(ctx, time.Minute, c.Pod, &r, "skein-bench", "connect", "--addr", c.Dial,
-				"--count", strconv.Itoa(h.cfg.CaptureConns), "--duration", "3s")
+				"--count", strconv.Itoa(h.cfg.CaptureConns), "--duration", "4s")
 			if err != nil {
 				return fmt.Errorf("capture %s round %d: %w", c.Name, round, err)
 			}

@@ -70,6 +70,10 @@ type scaleResult struct {
 	SmallChangeMs []float64 `json:"smallChangeMs"`
 	LoadMs        float64   `json:"loadMs"` // writing the large config until a route in it answers
 	ChangeMs      []float64 `json:"changeMs"`
+	// During each large change: the node-a agent's time on a CPU and
+	// waiting in a run queue for one (contention), in milliseconds.
+	ChangeRunMs  []float64 `json:"changeRunMs"`
+	ChangeWaitMs []float64 `json:"changeWaitMs"`
 }
 
 // scale measures route-change time at the lab's small configuration, then
@@ -126,11 +130,17 @@ func (h *harness) scale(ctx context.Context) error {
 			cpuFile = filepath.Join(dir, "route-change-node-a.cpu.pprof")
 			go func() { prof <- h.fetchProfile(ctx, "node-a", "/debug/pprof/profile?seconds=6", cpuFile) }()
 		}
+		run0, wait0, _ := bench.SchedTimes(pid)
 		d, err := h.timeRouteChange(ctx, big(to), podOf(to))
 		if err != nil {
 			return fmt.Errorf("route change (large config): %w", err)
 		}
+		run1, wait1, _ := bench.SchedTimes(pid)
 		r.ChangeMs = append(r.ChangeMs, ms(d))
+		// The window also holds the poller's 0.7 s head start, in which
+		// the agent idles.
+		r.ChangeRunMs = append(r.ChangeRunMs, ms(run1-run0))
+		r.ChangeWaitMs = append(r.ChangeWaitMs, ms(wait1-wait0))
 		if prof != nil {
 			if err := <-prof; err != nil {
 				h.logf("scale: no profile of the route change: %v", err)
@@ -142,6 +152,7 @@ func (h *harness) scale(ctx context.Context) error {
 			h.rep.Profiles = append(h.rep.Profiles, ps)
 		}
 	}
+	h.logf("scale: agent on CPU %v ms, waiting for a CPU %v ms during the large changes", r.ChangeRunMs, r.ChangeWaitMs)
 	h.logf("scale: load %.0fms; agent RSS %.1f -> %.1f MB (peak %.1f, anon %.1f -> %.1f); route change small %v ms, large %v ms",
 		r.LoadMs, mb(r.RSSBefore), mb(r.RSSAfter), mb(r.PeakAfter), mb(r.AnonBefore), mb(r.AnonAfter), r.SmallChangeMs, r.ChangeMs)
 	// Back to the small configuration for what follows.

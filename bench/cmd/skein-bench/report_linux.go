@@ -25,6 +25,9 @@ type report struct {
 	Pinning  string    `json:"pinning"`
 	Config   runConfig `json:"config"`
 	Versions []string  `json:"versions"`
+	// LoadAvg is /proc/loadavg at the start and at the end: how busy the
+	// machine was with other work.
+	LoadAvg [2]string `json:"loadAvg"`
 
 	Topologies []*topology      `json:"topologies"`
 	Runs       []runRecord      `json:"runs"`
@@ -68,6 +71,7 @@ func newReport(c runConfig) *report {
 		Pinning: fmt.Sprintf("clients and backends on CPU %s, every proxy process (Skein agents, nginx, HAProxy, Go proxy) on CPU %s, with taskset; "+
 			"Go processes take GOMAXPROCS=1 from the affinity mask, nginx runs 1 worker, HAProxy 1 thread", c.ClientCPU, c.ProxyCPU),
 	}
+	r.LoadAvg[0] = loadAvg()
 	for _, v := range [][]string{{"nginx", "-v"}, {"haproxy", "-v"}} {
 		out, _ := exec.Command(v[0], v[1:]...).CombinedOutput()
 		if line, _, _ := strings.Cut(string(out), "\n"); line != "" {
@@ -137,8 +141,9 @@ func (r *report) markdown() string {
 	w("Fixed-rate runs: %d requests/s on a fixed schedule, %d connections, 1 KB responses, %s warm-up then %s measured; "+
 		"latency is measured from each request's intended send time (coordinated-omission free), percentiles from all samples. "+
 		"Proxy CPU is utime+stime of the proxy processes over the measured window (both hops for cross-node rows); peak RSS is VmHWM "+
-		"reset at the window's start (summed over the processes). Took %s.\n",
-		c.Rate, c.Conns, c.Warmup, c.Duration, r.Finished.Sub(r.Started).Round(time.Second))
+		"reset at the window's start (summed over the processes). Took %s. Load average (1, 5, 15 min) %s at the start, %s at the end: "+
+		"other work shared the machine, unpinned, so tails (p99, p99.9) carry its noise.\n",
+		c.Rate, c.Conns, c.Warmup, c.Duration, r.Finished.Sub(r.Started).Round(time.Second), r.LoadAvg[0], r.LoadAvg[1])
 
 	for _, l := range []struct{ load, title string }{
 		{"h1", fmt.Sprintf("HTTP/1.1 keep-alive, %d rps", c.Rate)},
@@ -184,7 +189,9 @@ func (r *report) markdown() string {
 				"writing that config until a route in it answered: %.0f ms.\n",
 				s.Services, s.Endpoints, s.Routes, mb(int64(s.ConfigBytes)), mb(s.RSSBefore), mb(s.RSSAfter), mb(s.PeakAfter), mb(s.AnonBefore), mb(s.AnonAfter), s.LoadMs)
 			w("- Route change (rewrite the config with one HTTPRoute's backend changed, poll on new connections every 1 ms until the new backend answers): "+
-				"small config %s ms; at %d Services %s ms.\n", joinF(s.SmallChangeMs), s.Services, joinF(s.ChangeMs))
+				"small config %s ms; at %d Services %s ms. During each of the latter the agent ran on a CPU for %s ms and waited in a run queue for one for %s ms "+
+				"(the window includes the poller's 0.7 s head start).\n",
+				joinF(s.SmallChangeMs), s.Services, joinF(s.ChangeMs), joinF(s.ChangeRunMs), joinF(s.ChangeWaitMs))
 		}
 	}
 	if len(r.Capture) > 0 {
@@ -216,7 +223,11 @@ func (r *report) markdown() string {
 	if len(r.GoBench) > 0 {
 		w("\n### Go micro-benchmarks (median of the runs in `make bench`)\n\n| package | benchmark | runs | ns/op | B/op | allocs/op |\n|---|---|--:|--:|--:|--:|\n")
 		for _, g := range r.GoBench {
-			w("| %s | %s | %d | %s | %s | %s |\n", g.Package, g.Name, g.Runs, f1(g.NsPerOp), f0(g.BytesPerOp), f0(g.AllocsPerOp))
+			ns := f1(g.NsPerOp)
+			if g.NsPerOp >= 1000 {
+				ns = f0(g.NsPerOp)
+			}
+			w("| %s | %s | %d | %s | %s | %s |\n", g.Package, g.Name, g.Runs, ns, f0(g.BytesPerOp), f0(g.AllocsPerOp))
 		}
 	}
 	for _, p := range r.Profiles {
@@ -248,7 +259,7 @@ func (r *report) markdown() string {
 // new-connection table.
 func (r *report) restAndMax(w func(string, ...any)) {
 	c := r.Config
-	w("\n### The proxies at rest\n\nCPU burnt with no traffic (over %s before the loads), and memory then:\n\n| path | topology | idle CPU ms/s | RSS MB (anon) |\n|---|---|--:|--:|\n", "3s")
+	w("\n### The proxies at rest\n\nCPU burnt with no traffic (over %s before the loads; 0 means under one 10 ms clock tick, 3.3 ms/s), and memory then:\n\n| path | topology | idle CPU ms/s | RSS MB (anon) |\n|---|---|--:|--:|\n", "3s")
 	for _, t := range r.Topologies {
 		if !strings.HasPrefix(t.Name, "direct") && t.IdleRSS > 0 {
 			w("| %s | %s | %s | %s (%s) |\n", where(t), t.Label, f1(t.IdleCPUms), f1(mb(t.IdleRSS)), f1(mb(t.IdleAnon)))
@@ -439,4 +450,10 @@ func parseGoBench(path string) ([]goBenchResult, error) {
 		out = append(out, goBenchResult{Package: k.pkg, Name: k.name, Runs: len(s), NsPerOp: col(0), BytesPerOp: col(1), AllocsPerOp: col(2)})
 	}
 	return out, sc.Err()
+}
+
+func loadAvg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	return strings.Join(f[:min(3, len(f))], " ")
 }

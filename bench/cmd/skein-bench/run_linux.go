@@ -83,7 +83,7 @@ func newRunCommand() *cobra.Command {
 	f.IntVar(&c.IdleConns, "idle-conns", 10000, "idle keep-alive connections held through Skein")
 	f.IntVar(&c.Services, "services", 1000, "Services of the scale test")
 	f.IntVar(&c.EndpointsPer, "endpoints-per-service", 10, "endpoints per Service of the scale test")
-	f.IntVar(&c.CaptureConns, "capture-conns", 4000, "connections per capture-cost case and round")
+	f.IntVar(&c.CaptureConns, "capture-conns", 12000, "connections per capture-cost case and round")
 	f.StringSliceVar(&c.Only, "only", nil, "run only these phases: matrix, idle, scale, capture, profile")
 	f.StringSliceVar(&c.Loads, "loads", nil, "run only these loads of the matrix: h1, h2c, grpc, h1-max, h1-newconn")
 	f.StringVar(&c.WorkDir, "work-dir", "bin/bench-work", "directory for the proxies' configs, certificates and logs (emptied first)")
@@ -226,6 +226,7 @@ func run(ctx context.Context, c runConfig) (err error) {
 		errs = append(errs, ctx.Err())
 	}
 	rep.Finished = time.Now().UTC()
+	rep.LoadAvg[1] = loadAvg()
 	if c.GoBench != "" {
 		rep.GoBench, _ = parseGoBench(c.GoBench)
 	}

@@ -84,6 +84,19 @@ func (h *harness) scale(ctx context.Context) error {
 	if pid == 0 {
 		return errors.New("no agent on node-a")
 	}
+	// In the lab both agents read the same file on the same CPU, and the
+	// harness writes it there: a real node has its agent to itself. For
+	// this phase the node-b agent and the harness move to the client CPU.
+	if b := h.lab.AgentPid("node-b"); b > 0 {
+		if err := pinProcess(ctx, b, h.cfg.ClientCPU); err != nil {
+			return err
+		}
+		defer pinProcess(context.WithoutCancel(ctx), b, h.cfg.ProxyCPU)
+	}
+	if err := pinProcess(ctx, os.Getpid(), h.cfg.ClientCPU); err != nil {
+		return err
+	}
+	defer pinProcess(context.WithoutCancel(ctx), os.Getpid(), h.cfg.ProxyCPU)
 	r := &scaleResult{Services: h.cfg.Services, Endpoints: h.cfg.Services * h.cfg.EndpointsPer, Routes: h.cfg.Services}
 	h.rep.Scale = r
 	small := func(backend string) []byte { return []byte(probeRoute(backend)) }
@@ -370,4 +383,13 @@ func (h *harness) heapProfile(ctx context.Context, name string) {
 		}
 	}
 	h.rep.Profiles = append(h.rep.Profiles, ps)
+}
+
+// pinProcess sets the CPU affinity of every thread of a process.
+func pinProcess(ctx context.Context, pid int, cpus string) error {
+	out, err := exec.CommandContext(ctx, "taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pin pid %d to CPU %s: %w: %s", pid, cpus, err, out)
+	}
+	return nil
 }

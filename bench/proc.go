@@ -182,3 +182,35 @@ func parseSchedstat(data []byte) (run, wait time.Duration, err error) {
 	}
 	return time.Duration(r), time.Duration(w), nil
 }
+
+// CPUBusy returns how long CPU cpu has been busy (everything but idle and
+// iowait) since boot, from /proc/stat.
+func CPUBusy(cpu int) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseCPUBusy(data, cpu)
+}
+
+func parseCPUBusy(data []byte, cpu int) (time.Duration, error) {
+	name := "cpu" + strconv.Itoa(cpu)
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != name {
+			continue
+		}
+		var busy int64
+		for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse /proc/stat %s: %w", name, err)
+			}
+			if i != 3 && i != 4 {
+				busy += n
+			}
+		}
+		return time.Duration(busy) * time.Second / clockTicks, nil
+	}
+	return 0, fmt.Errorf("parse /proc/stat: no %s", name)
+}

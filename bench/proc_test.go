@@ -45,3 +45,12 @@ func TestParseSchedstat(t *testing.T) {
 	_, _, err = parseSchedstat([]byte("12"))
 	require.Error(t, err)
 }
+
+func TestParseCPUBusy(t *testing.T) {
+	stat := "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 0 10 500 5 0 0 0 0 0\ncpu1 100 1 50 900 40 2 3 4 0 0\n"
+	busy, err := parseCPUBusy([]byte(stat), 1)
+	require.NoError(t, err)
+	require.Equal(t, 1600*time.Millisecond, busy, "user+nice+system+irq+softirq+steal = 160 ticks; idle and iowait left out")
+	_, err = parseCPUBusy([]byte(stat), 7)
+	require.Error(t, err)
+}

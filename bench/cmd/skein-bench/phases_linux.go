@@ -74,6 +74,9 @@ type scaleResult struct {
 	// waiting in a run queue for one (contention), in milliseconds.
 	ChangeRunMs  []float64 `json:"changeRunMs"`
 	ChangeWaitMs []float64 `json:"changeWaitMs"`
+	// ChangeCPUBusyMs is how long the agent's CPU was busy in that window,
+	// whoever used it.
+	ChangeCPUBusyMs []float64 `json:"changeCpuBusyMs"`
 }
 
 // scale measures route-change time at the lab's small configuration, then
@@ -143,12 +146,16 @@ func (h *harness) scale(ctx context.Context) error {
 			cpuFile = filepath.Join(dir, "route-change-node-a.cpu.pprof")
 			go func() { prof <- h.fetchProfile(ctx, "node-a", "/debug/pprof/profile?seconds=6", cpuFile) }()
 		}
+		proxyCPU, _ := strconv.Atoi(h.cfg.ProxyCPU)
+		busy0, _ := bench.CPUBusy(proxyCPU)
 		run0, wait0, _ := bench.SchedTimes(pid)
 		d, err := h.timeRouteChange(ctx, big(to), podOf(to))
 		if err != nil {
 			return fmt.Errorf("route change (large config): %w", err)
 		}
 		run1, wait1, _ := bench.SchedTimes(pid)
+		busy1, _ := bench.CPUBusy(proxyCPU)
+		r.ChangeCPUBusyMs = append(r.ChangeCPUBusyMs, ms(busy1-busy0))
 		r.ChangeMs = append(r.ChangeMs, ms(d))
 		// The window also holds the poller's 0.7 s head start, in which
 		// the agent idles.
@@ -165,7 +172,7 @@ func (h *harness) scale(ctx context.Context) error {
 			h.rep.Profiles = append(h.rep.Profiles, ps)
 		}
 	}
-	h.logf("scale: agent on CPU %v ms, waiting for a CPU %v ms during the large changes", r.ChangeRunMs, r.ChangeWaitMs)
+	h.logf("scale: agent on CPU %v ms, waiting for a CPU %v ms, its CPU busy %v ms during the large changes", r.ChangeRunMs, r.ChangeWaitMs, r.ChangeCPUBusyMs)
 	h.logf("scale: load %.0fms; agent RSS %.1f -> %.1f MB (peak %.1f, anon %.1f -> %.1f); route change small %v ms, large %v ms",
 		r.LoadMs, mb(r.RSSBefore), mb(r.RSSAfter), mb(r.PeakAfter), mb(r.AnonBefore), mb(r.AnonAfter), r.SmallChangeMs, r.ChangeMs)
 	// Back to the small configuration for what follows.

@@ -189,9 +189,9 @@ func (r *report) markdown() string {
 				"writing that config until a route in it answered: %.0f ms.\n",
 				s.Services, s.Endpoints, s.Routes, mb(int64(s.ConfigBytes)), mb(s.RSSBefore), mb(s.RSSAfter), mb(s.PeakAfter), mb(s.AnonBefore), mb(s.AnonAfter), s.LoadMs)
 			w("- Route change (rewrite the config with one HTTPRoute's backend changed, poll on new connections every 1 ms until the new backend answers): "+
-				"small config %s ms; at %d Services %s ms. During each of the latter the agent ran on a CPU for %s ms and waited in a run queue for one for %s ms "+
-				"(the window includes the poller's 0.7 s head start).\n",
-				joinF(s.SmallChangeMs), s.Services, joinF(s.ChangeMs), joinF(s.ChangeRunMs), joinF(s.ChangeWaitMs))
+				"small config %s ms; at %d Services %s ms. During each of the latter (a window that also holds the poller's 0.7 s head start) "+
+				"the agent's threads ran for %s ms and waited in a run queue for %s ms (summed over threads), while its CPU was busy for %s ms in all.\n",
+				joinF(s.SmallChangeMs), s.Services, joinF(s.ChangeMs), joinF(s.ChangeRunMs), joinF(s.ChangeWaitMs), joinF(s.ChangeCPUBusyMs))
 		}
 	}
 	if len(r.Capture) > 0 {

@@ -34,6 +34,9 @@ type goProxyConfig struct {
 	TLSDir    string
 	ListenTLS bool
 	PidFile   string
+	// FlushInterval is httputil.ReverseProxy's: 0 (the default) flushes
+	// at the end, -1 after every write, as Skein's proxy does.
+	FlushInterval time.Duration
 }
 
 func newGoProxyCommand() *cobra.Command {
@@ -55,6 +58,7 @@ func newGoProxyCommand() *cobra.Command {
 	f.StringVar(&c.TLSDir, "tls-dir", "", "directory with ca.crt, server.crt, server.key, client.crt, client.key")
 	f.BoolVar(&c.ListenTLS, "listen-tls", false, "serve TLS 1.3 (h2 and http/1.1) and require a client certificate")
 	f.StringVar(&c.PidFile, "pid-file", "", "write the pid here")
+	f.DurationVar(&c.FlushInterval, "flush-interval", 0, "ReverseProxy.FlushInterval: -1 flushes after every write (what it costs is worth knowing)")
 	return cmd
 }
 
@@ -106,7 +110,8 @@ func runGoProxy(ctx context.Context, c goProxyConfig) error {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: protoSwitch{h1: h1, h2: h2},
+		Transport:     protoSwitch{h1: h1, h2: h2},
+		FlushInterval: c.FlushInterval,
 	}
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)

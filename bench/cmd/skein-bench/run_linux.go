@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -333,14 +332,25 @@ func kernelRelease() string {
 	return b.String()
 }
 
+// cpuModel names the machine's CPU and counts its CPUs from /proc/cpuinfo
+// (runtime.NumCPU counts only those the harness is pinned to).
 func cpuModel() string {
 	data, _ := os.ReadFile("/proc/cpuinfo")
+	model, n := "", 0
 	for line := range strings.Lines(string(data)) {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v) + " x" + strconv.Itoa(runtime.NumCPU())
+		k, v, ok := strings.Cut(line, ":")
+		switch k = strings.TrimSpace(k); {
+		case !ok:
+		case k == "processor":
+			n++
+		case k == "model name" && model == "":
+			model = strings.TrimSpace(v)
 		}
 	}
-	return strconv.Itoa(runtime.NumCPU()) + " CPUs"
+	if n == 0 {
+		n = runtime.NumCPU()
+	}
+	return fmt.Sprintf("%s, %d CPUs", model, n)
 }
 
 // freshAgent restarts the node-a agent, waits until it routes again, and

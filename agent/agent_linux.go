@@ -36,6 +36,7 @@ import (
 	"github.com/skeinmesh/skein/l7proxy"
 	"github.com/skeinmesh/skein/l7proxy/tunnel"
 	"github.com/skeinmesh/skein/telemetry"
+	"github.com/skeinmesh/skein/telemetry/accesslog"
 	"github.com/skeinmesh/skein/telemetry/tracing"
 )
 
@@ -60,6 +61,8 @@ type Agent struct {
 	registry *prometheus.Registry
 	requests *telemetry.RequestMetrics
 	tracing  *tracing.Tracing
+	// accessLog is nil until Run opens it.
+	accessLog *accesslog.Logger
 	// traceMaps and traces are the kernel event stream (agentctl trace).
 	traceMaps *trace.Maps
 	traces    *traceHub
@@ -222,6 +225,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer cancel()
 		_ = a.tracing.Shutdown(sctx)
 	}()
+	if err := a.openAccessLog(ctx); err != nil {
+		closeListeners()
+		return err
+	}
+	defer a.closeAccessLog()
 	a.proxy, err = l7proxy.New(l7proxy.Config{
 		Tracing:         l7proxy.Tracing{Tracer: a.tracing.Tracer, Propagator: a.tracing.Propagator},
 		ConnectTimeout:  a.cfg.ConnectTimeout,
@@ -229,6 +237,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		TunnelPort:      a.cfg.TunnelPort,
 		Authorizer:      a,
 		RequestRecorder: a,
+		Recorder:        a,
 		Events:          a.traces,
 	}, a, a.log)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/skeinmesh/skein/telemetry/accesslog"
 )
 
 // Config is the agent's configuration. cmd/skein-agent maps flags onto it.
@@ -80,6 +82,28 @@ type Config struct {
 	// TracingSampleRate is the share of new traces recorded (0..1); a
 	// request arriving with a trace keeps its parent's decision.
 	TracingSampleRate float64
+	// AccessLogDir is the node-local access-log store; the agent keeps its
+	// segments in <dir>/<node>/. Empty: no store (cmd/skein-agent's
+	// default is /var/lib/skein/accesslog).
+	AccessLogDir string
+	// AccessLogMaxBytes caps the store's size. Zero: 100 MiB.
+	AccessLogMaxBytes int64
+	// AccessLogMaxAge caps the age of what the store keeps. Zero: 72h.
+	AccessLogMaxAge time.Duration
+	// AccessLogStatusClasses are HTTP status classes always logged, such
+	// as 4xx; failures (5xx, or any response flag) always are. Empty: none.
+	AccessLogStatusClasses []string
+	// AccessLogSampleRate is the share of the other requests and
+	// connections logged, 0 to 1, decided by trace id so all hops agree.
+	// Zero: none.
+	AccessLogSampleRate float64
+	// AccessLogSampledTraces logs every request whose trace is sampled.
+	AccessLogSampledTraces bool
+	// AccessLogPathRedaction is none, query or route. Empty: query.
+	AccessLogPathRedaction string
+	// AccessLogOTLPEndpoint, if set, also receives the access log as OTLP
+	// logs (gRPC, host:port).
+	AccessLogOTLPEndpoint string
 	// PprofAddr, if set, serves net/http/pprof there (profiling; keep it
 	// on loopback).
 	PprofAddr string
@@ -162,10 +186,22 @@ func (c *Config) validate() error {
 	if c.CAAddress != "" && (c.CARootsFile == "" || c.CATokenFile == "") {
 		errs = append(errs, errors.New("with --ca-address, --ca-roots and --ca-token-file are required"))
 	}
+	if _, err := accesslog.NewFilter(c.accessLogFilter()); err != nil {
+		errs = append(errs, fmt.Errorf("--accesslog-status-classes, --accesslog-sample-rate, --accesslog-path-redaction: %w", err))
+	}
+	if c.AccessLogMaxBytes < 0 || c.AccessLogMaxAge < 0 {
+		errs = append(errs, errors.New("--accesslog-max-size and --accesslog-max-age must not be negative"))
+	}
 	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 || c.CertTTL < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// accessLogFilter is the access log's filter configuration.
+func (c *Config) accessLogFilter() accesslog.FilterConfig {
+	return accesslog.FilterConfig{StatusClasses: c.AccessLogStatusClasses, SampleRate: c.AccessLogSampleRate,
+		SampledTraces: c.AccessLogSampledTraces, Redaction: accesslog.Redaction(c.AccessLogPathRedaction)}
 }
 
 func btoi(b bool) int {

@@ -32,6 +32,7 @@ func (a *Agent) registerMetrics() {
 			"certificate_expiry":  telemetry.NewCertificateExpiry(a),
 			"authz_decisions":     telemetry.NewAuthzDecisions(a),
 			"trace_spans_dropped": telemetry.NewTraceSpansDropped(a),
+			"accesslog_dropped":   telemetry.NewAccessLogDropped(a),
 		}),
 	)
 }
@@ -113,7 +114,8 @@ func (a *Agent) AuthzDecisions() (allowed, denied uint64) {
 	return uint64(s.AuthzAllowed), uint64(s.AuthzDenied)
 }
 
-// RecordRequest implements l7proxy.RequestRecorder: request metrics.
+// RecordRequest implements l7proxy.RequestRecorder: request metrics and
+// the access log.
 func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 	l := telemetry.RequestLabels{
 		Reporter:        r.Reporter,
@@ -139,6 +141,14 @@ func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 	}
 	a.requests.Observe(&l, r.Duration, r.ReqBytes, r.RespBytes)
 	a.noteRequestFailure(r)
+	a.logRequest(r)
+}
+
+// RecordConnection implements l7proxy.Recorder: TCP connections in the
+// access log and, when failed, in diagnose's recent failures.
+func (a *Agent) RecordConnection(r l7proxy.ConnRecord) {
+	a.noteConnFailure(&r)
+	a.logConnection(&r)
 }
 
 var _ l7proxy.RequestRecorder = (*Agent)(nil)

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +24,7 @@ type Backend interface {
 	Routes() Routes
 	Endpoints() []ServiceEndpoints
 	Certs() Certs
+	Logs(LogQuery) (Logs, error)
 }
 
 // Server serves the admin API on a unix socket.
@@ -48,6 +51,13 @@ func NewServer(path string, backend Backend, log *zap.Logger) (*Server, error) {
 	s.Handle("GET "+APIVersion+"/routes", func(*http.Request) (any, error) { return backend.Routes(), nil })
 	s.Handle("GET "+APIVersion+"/endpoints", func(*http.Request) (any, error) { return backend.Endpoints(), nil })
 	s.Handle("GET "+APIVersion+"/certs", func(*http.Request) (any, error) { return backend.Certs(), nil })
+	s.Handle("GET "+APIVersion+"/logs", func(r *http.Request) (any, error) {
+		q, err := ParseLogQuery(r.URL.Query(), time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return backend.Logs(q)
+	})
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -91,6 +101,43 @@ func NotFound(format string, args ...any) error {
 // BadRequest returns a 400 error.
 func BadRequest(format string, args ...any) error {
 	return &HTTPError{Code: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ParseLogQuery reads the query string of GET /v1/logs; since and until
+// are RFC 3339 times or durations back from now ("10m"). A bad value is a
+// 400 naming the parameter.
+func ParseLogQuery(v url.Values, now time.Time) (LogQuery, error) {
+	q := LogQuery{Workload: v.Get("workload"), TraceID: v.Get("trace"), Status: v.Get("status")}
+	var err error
+	if q.Since, err = parseLogTime(v.Get("since"), now); err != nil {
+		return q, BadRequest("since: %v", err)
+	}
+	if q.Until, err = parseLogTime(v.Get("until"), now); err != nil {
+		return q, BadRequest("until: %v", err)
+	}
+	if s := v.Get("limit"); s != "" {
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 0 {
+			return q, BadRequest("limit %q: want a number of entries", s)
+		}
+	}
+	return q, nil
+}
+
+func parseLogTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("%q: want a duration back from now, e.g. 10m", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want a time (RFC 3339, e.g. 2026-11-25T12:00:00Z) or a duration such as 10m", s)
+	}
+	return t, nil
 }
 
 // Run serves until ctx ends. The socket is created with mode 0600 in a

@@ -319,3 +319,66 @@ type Failure struct {
 	Flags  string    `json:"flags"`
 	Detail string    `json:"detail,omitempty"`
 }
+
+// LogQuery selects access-log entries, as GET /v1/logs takes them in its
+// query string: workload=ns/name, trace=<id>, status=2xx|4xx|5xx|failed,
+// since= and until= (RFC 3339, or a duration back from now such as 10m),
+// limit=N (default 100, at most 10000).
+type LogQuery struct {
+	Workload string    `json:"workload,omitempty"`
+	TraceID  string    `json:"trace,omitempty"`
+	Status   string    `json:"status,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Until    time.Time `json:"until,omitzero"`
+	Limit    int       `json:"limit,omitempty"`
+}
+
+// Logs is the answer to GET /v1/logs: the newest matching entries of the
+// node's access-log store, oldest first.
+type Logs struct {
+	// Enabled is false when the agent keeps no access log (--accesslog-dir "").
+	Enabled bool       `json:"enabled"`
+	Dir     string     `json:"dir,omitempty"`
+	Entries []LogEntry `json:"entries"`
+	// Truncated says that more entries matched than the limit.
+	Truncated bool `json:"truncated,omitempty"`
+	// Scanned counts the lines read; Corrupt those that could not be read.
+	Scanned int `json:"scanned"`
+	Corrupt int `json:"corrupt,omitempty"`
+}
+
+// LogEntry is one access-log line: a request or a TCP connection as one
+// proxy hop saw it. It has the fields, in the same order, of the agent's
+// access-log entry (telemetry/accesslog.Entry), which converts to it.
+type LogEntry struct {
+	Start                    time.Time `json:"start_time"`
+	DurationMS               float64   `json:"duration_ms"`
+	Protocol                 string    `json:"protocol"`
+	Reporter                 string    `json:"reporter"`
+	TraceID                  string    `json:"trace_id,omitempty"`
+	SpanID                   string    `json:"span_id,omitempty"`
+	RequestID                string    `json:"request_id,omitempty"`
+	SourceWorkload           string    `json:"source_workload,omitempty"`
+	SourceNamespace          string    `json:"source_namespace,omitempty"`
+	SourcePrincipal          string    `json:"source_principal,omitempty"`
+	SourcePod                string    `json:"source_pod,omitempty"`
+	DestinationWorkload      string    `json:"destination_workload,omitempty"`
+	DestinationNamespace     string    `json:"destination_namespace,omitempty"`
+	DestinationPrincipal     string    `json:"destination_principal,omitempty"`
+	DestinationPod           string    `json:"destination_pod,omitempty"`
+	DestinationService       string    `json:"destination_service,omitempty"`
+	Route                    string    `json:"route,omitempty"`
+	Method                   string    `json:"method,omitempty"`
+	Authority                string    `json:"authority,omitempty"`
+	Path                     string    `json:"path,omitempty"`
+	ResponseCode             int       `json:"response_code,omitempty"`
+	GRPCStatus               string    `json:"grpc_status,omitempty"`
+	ResponseFlags            string    `json:"response_flags"`
+	BytesReceived            int64     `json:"bytes_received"`
+	BytesSent                int64     `json:"bytes_sent"`
+	UpstreamHost             string    `json:"upstream_host,omitempty"`
+	OriginalDst              string    `json:"original_dst,omitempty"`
+	Attempts                 int       `json:"attempts,omitempty"`
+	ConnectionSecurityPolicy string    `json:"connection_security_policy,omitempty"`
+	Error                    string    `json:"error,omitempty"`
+}

@@ -74,6 +74,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		newTraceCmd(o),
 		newBPFCmd(o),
 		newDiagnoseCmd(o),
+		newLogsCmd(o),
 	)
 	return root
 }

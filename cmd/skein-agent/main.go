@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/skeinmesh/skein/agent"
 	"github.com/skeinmesh/skein/agent/kernel"
+	"github.com/skeinmesh/skein/telemetry/accesslog"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -37,6 +39,7 @@ func newCommand() *cobra.Command {
 		cfg                         agent.Config
 		proxyAddrs                  []string
 		nodeIP, logLevel, logFormat string
+		accessLogMaxSize            string
 		cleanup, mountOnly          bool
 	)
 	cmd := &cobra.Command{
@@ -90,6 +93,11 @@ func newCommand() *cobra.Command {
 					cfg.ProxyAddr6 = a
 				}
 			}
+			q, err := resource.ParseQuantity(accessLogMaxSize)
+			if err != nil || q.Sign() <= 0 {
+				return fmt.Errorf("--accesslog-max-size %q: want a size such as 100Mi or 256Ki", accessLogMaxSize)
+			}
+			cfg.AccessLogMaxBytes = q.Value()
 			cfg.Version, cfg.Commit = version, commit
 			a, err := agent.New(cfg, log)
 			if err != nil {
@@ -126,6 +134,14 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.TracingEndpoint, "tracing-endpoint", "", "OTLP collector for spans, host:port (empty: propagate trace context, record no span)")
 	f.StringVar(&cfg.TracingProtocol, "tracing-protocol", "grpc", "OTLP protocol: grpc or http")
 	f.Float64Var(&cfg.TracingSampleRate, "tracing-sample-rate", 0.01, "share of new traces recorded, 0 to 1; requests with a trace keep their parent's decision")
+	f.StringVar(&cfg.AccessLogDir, "accesslog-dir", accesslog.DefaultDir, "node-local access-log store, kept across pod deletions and agent restarts; the agent uses <dir>/<node>/ (empty: no store)")
+	f.StringVar(&accessLogMaxSize, "accesslog-max-size", "100Mi", "size cap of the access-log store; the oldest lines go first")
+	f.DurationVar(&cfg.AccessLogMaxAge, "accesslog-max-age", accesslog.DefaultMaxAge, "age cap of the access-log store")
+	f.StringSliceVar(&cfg.AccessLogStatusClasses, "accesslog-status-classes", nil, "HTTP status classes always logged, e.g. 4xx; failures (5xx, or any response flag such as UF, UH, DC, also on TCP) always are")
+	f.Float64Var(&cfg.AccessLogSampleRate, "accesslog-sample-rate", 0.01, "share of the other requests and TCP connections logged, 0 to 1 (1: everything); decided by trace id, so all hops of a request agree")
+	f.BoolVar(&cfg.AccessLogSampledTraces, "accesslog-sampled-traces", true, "also log every request whose trace is sampled, so each recorded trace has its access-log lines")
+	f.StringVar(&cfg.AccessLogPathRedaction, "accesslog-path-redaction", "query", "how much of the path is logged: none, query (drop the query string) or route (the matched route rule instead of the path)")
+	f.StringVar(&cfg.AccessLogOTLPEndpoint, "accesslog-otlp-endpoint", "", "also export the access log as OTLP logs to this collector, host:port (gRPC); never blocks requests: drops are counted")
 	f.StringVar(&cfg.PprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 	f.StringVar(&cfg.RootNamespace, "root-namespace", "skein-system", "namespace whose AuthorizationPolicies apply mesh-wide")
 	f.BoolVar(&mountOnly, "mount-only", false, "mount bpffs and tracefs where missing, then exit (the DaemonSet's init container)")

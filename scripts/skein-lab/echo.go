@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -35,7 +38,12 @@ type echoReply struct {
 	Proto     string            `json:"proto"`
 	Headers   map[string]string `json:"headers"`
 	Remote    string            `json:"remote"`
-	Padding   string            `json:"padding,omitempty"`
+	// Downstream is the reply of the --call URL, DownstreamStatus its
+	// status, DownstreamError why the call failed.
+	Downstream       json.RawMessage `json:"downstream,omitempty"`
+	DownstreamStatus int             `json:"downstreamStatus,omitempty"`
+	DownstreamError  string          `json:"downstreamError,omitempty"`
+	Padding          string          `json:"padding,omitempty"`
 }
 
 // echoHandler answers every request with what it saw. Query parameters
@@ -47,6 +55,55 @@ type echoHandler struct {
 	// that always fails or is always slow (--status, --delay).
 	status int
 	delay  time.Duration
+	// call, if set, is a URL called for every request before answering,
+	// with the request's trace headers (a service with a dependency).
+	call   string
+	client *http.Client
+}
+
+// propagatedHeaders are the headers an app instrumented for tracing copies
+// from the request it serves to the requests it makes: W3C trace context,
+// B3 (single and multi header) and the request id.
+var propagatedHeaders = []string{
+	"Traceparent", "Tracestate", "B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid",
+	"X-B3-Sampled", "X-B3-Flags", "X-Request-Id",
+}
+
+// maxDownstreamBody bounds the downstream reply kept in ours.
+const maxDownstreamBody = 1 << 20
+
+// callDownstream calls h.call with r's trace headers and puts its reply
+// into reply; a failed call makes the answer a 502.
+func (h echoHandler) callDownstream(r *http.Request, reply *echoReply) (failed bool) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, h.call, nil)
+	if err != nil {
+		reply.DownstreamError = err.Error()
+		return true
+	}
+	for _, k := range propagatedHeaders {
+		if v := r.Header.Values(k); len(v) > 0 {
+			req.Header[k] = v
+		}
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		reply.DownstreamError = err.Error()
+		return true
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDownstreamBody))
+	if err != nil {
+		reply.DownstreamError = "read reply: " + err.Error()
+		return true
+	}
+	reply.DownstreamStatus = resp.StatusCode
+	if json.Valid(body) {
+		reply.Downstream = json.RawMessage(bytes.TrimSpace(body))
+	} else {
+		quoted, _ := json.Marshal(string(body))
+		reply.Downstream = quoted
+	}
+	return false
 }
 
 func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +155,9 @@ func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Proto: r.Proto, Headers: headers, Remote: r.RemoteAddr,
 	}
+	if h.call != "" && h.callDownstream(r, &reply) && q.Get("status") == "" && h.status == 0 {
+		status = http.StatusBadGateway
+	}
 	body, err := marshalPadded(reply, size)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -141,6 +201,7 @@ func newEchoCommand() *cobra.Command {
 	var verbose bool
 	var status int
 	var delay time.Duration
+	var call string
 	cmd := &cobra.Command{
 		Use:   "echo",
 		Short: "Serve HTTP/1.1 and h2c, answering every request with JSON about it (a test backend)",
@@ -153,13 +214,24 @@ SKEIN_LAB_NODE, which the lab sets. Query parameters inject behaviour:
   ?size=1024     pad the body to that many bytes (at most 16 MiB)
 An HTTP/1.1 request to /upgrade with "Connection: Upgrade" and "Upgrade:
 skein-echo" gets 101, then "<pod>:" and an echo of every byte (see
-upgrade-client); a WebSocket to /ws gets "<pod>:<message>" for each message.`,
+upgrade-client); a WebSocket to /ws gets "<pod>:<message>" for each message.
+With --call URL, every request first makes a GET to URL (a downstream service,
+through the mesh), copying the trace headers (traceparent, tracestate, b3,
+x-b3-*, x-request-id) as an app instrumented for propagation does, and puts
+the downstream's JSON reply into its own as "downstream" (a failed call: 502).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			h := echoFromEnv()
 			h.status, h.delay = status, delay
+			if call != "" {
+				u, err := url.Parse(call)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--call %q: want an http:// URL", call)
+				}
+				h.call, h.client = call, &http.Client{Timeout: 10 * time.Second}
+			}
 			return serveEchoWith(ctx, h, listen, verbose, func(addr net.Addr) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "echo: serving HTTP/1.1 and h2c on %s\n", addr)
 			})
@@ -168,6 +240,7 @@ upgrade-client); a WebSocket to /ws gets "<pod>:<message>" for each message.`,
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "address to listen on")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log every request to stderr")
 	cmd.Flags().IntVar(&status, "status", 0, "answer every request with this status unless it asks for another (a failing pod)")
+	cmd.Flags().StringVar(&call, "call", "", "call this URL (a downstream service) for every request, propagating its trace headers, and include the reply as \"downstream\"")
 	cmd.Flags().DurationVar(&delay, "delay", 0, "wait this long before every answer unless the request asks otherwise (a slow pod)")
 	return cmd
 }

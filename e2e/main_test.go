@@ -171,3 +171,5 @@ func (e *env) agentctl(node string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }

@@ -111,7 +111,10 @@ type failureLog struct {
 
 type failureEntry struct {
 	f        admin.Failure
-	src, dst string // namespace/pod
+	src, dst string // namespace/pod, empty for a pod of another node
+	// srcName and dstName are what diagnose shows as the peer: the pod, or
+	// for a pod of another node the workload its proxy announced.
+	srcName, dstName string
 }
 
 const failureLogSize = 512
@@ -137,11 +140,11 @@ func (l *failureLog) of(pod string, n int) []admin.Failure {
 		switch pod {
 		case e.src:
 			f := e.f
-			f.Role, f.Peer = "source", e.dst
+			f.Role, f.Peer = "source", e.dstName
 			out = append(out, f)
 		case e.dst:
 			f := e.f
-			f.Role, f.Peer = "destination", e.src
+			f.Role, f.Peer = "destination", e.srcName
 			out = append(out, f)
 		}
 	}
@@ -151,6 +154,17 @@ func (l *failureLog) of(pod string, n int) []admin.Failure {
 func podKey(w *l7proxy.Workload) string {
 	if w == nil || w.Pod == "" {
 		return ""
+	}
+	return w.Namespace + "/" + w.Pod
+}
+
+// peerName names a failure's peer: its pod, else its workload.
+func peerName(w *l7proxy.Workload) string {
+	switch {
+	case w == nil || w.Name == "" && w.Pod == "":
+		return ""
+	case w.Pod == "":
+		return w.Namespace + "/" + w.Name
 	}
 	return w.Namespace + "/" + w.Pod
 }
@@ -167,7 +181,7 @@ func (a *Agent) noteRequestFailure(r *l7proxy.RequestRecord) {
 	}
 	a.failures.add(failureEntry{
 		f:   admin.Failure{Time: r.Start, What: what, Code: r.Code, Flags: r.FlagString(), Detail: detail},
-		src: podKey(r.Source), dst: podKey(r.Dest),
+		src: podKey(r.Source), dst: podKey(r.Dest), srcName: peerName(r.Source), dstName: peerName(r.Dest),
 	})
 }
 
@@ -182,7 +196,7 @@ func (a *Agent) noteConnFailure(r *l7proxy.ConnRecord) {
 	}
 	a.failures.add(failureEntry{
 		f:   admin.Failure{Time: r.Start, What: "tcp " + r.OrigDst.String(), Flags: r.Flag, Detail: detail},
-		src: podKey(r.Source), dst: podKey(r.Dest),
+		src: podKey(r.Source), dst: podKey(r.Dest), srcName: peerName(r.Source), dstName: peerName(r.Dest),
 	})
 }
 

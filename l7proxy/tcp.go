@@ -131,6 +131,10 @@ func podName(w *Workload) string {
 	if w == nil {
 		return "unknown"
 	}
+	if w.Pod == "" {
+		// A peer on another node: its proxy announces the workload only.
+		return w.Namespace + "/" + w.Name
+	}
 	return w.Namespace + "/" + w.Pod
 }
 

@@ -339,6 +339,8 @@ func (l *Lab) agentArgs(n *nodeState) []string {
 		"--node-ip", n.IP.String(),
 		"--admin-socket", filepath.Join(st.StateDir, n.Name, adminSocket),
 		"--bpf-pin-root", st.PinDir,
+		// The agent adds the node's name; the store goes with the lab.
+		"--accesslog-dir", filepath.Join(st.StateDir, "accesslog"),
 	}
 	return append(args, l.caAgentArgs(n)...)
 }

@@ -258,6 +258,7 @@ while :; do sleep 0.1; done
 			" --proxy-address 10.244.2.1 --node-ip 192.168.77.2" +
 			" --admin-socket /run/" + prefix + "/node-b/admin.sock" +
 			" --bpf-pin-root /sys/fs/bpf/" + prefix +
+			" --accesslog-dir /run/" + prefix + "/accesslog" +
 			" --log-level debug --extra\n"
 		require.Contains(t, log, want)
 		require.Contains(t, log, "cgroup: 0::/"+prefix+"-node-b/agent\n")

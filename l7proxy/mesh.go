@@ -367,6 +367,7 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 			if isDialError(err) {
 				code, flag = http.StatusServiceUnavailable, FlagUpstreamConnect
 			}
+			w.Header().Set(tunnel.ResultHeader, flag)
 			rec.addFlag(flag)
 			rec.Err = err
 			p.respond(w, rec, code, "upstream: "+cleanErr(err))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 	"github.com/skeinmesh/skein/l7proxy/route"
 	"github.com/skeinmesh/skein/l7proxy/tunnel"
 )
+
+// DefaultConnectRetries is how many more endpoints a request without a
+// route retry policy tries when connecting to one fails.
+const DefaultConnectRetries = 2
 
 // upstream is the reverse proxy's transport: per attempt it picks an
 // endpoint with the service's balancer, applies the per-attempt timeout,
@@ -39,8 +44,14 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	p.retryBudget.Deposit()
 	attempts := 1
-	if retry != nil && st.bodyOK {
+	switch {
+	case retry != nil && st.bodyOK:
 		attempts += retry.Attempts
+	case retry == nil && (st.bodyOK || req.Body == nil || req.Body == http.NoBody):
+		// Without a retry policy a request that never reached an
+		// endpoint (its connect failed) is still tried elsewhere, as
+		// Istio does: it is safe whatever the method.
+		attempts += DefaultConnectRetries
 	}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
@@ -49,7 +60,10 @@ func (u upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil && !retryable {
 			return resp, nil
 		}
-		if attempt >= attempts || req.Context().Err() != nil || !p.retryBudget.Withdraw() {
+		if retry == nil && isDialError(err) {
+			retryable = true
+		}
+		if !retryable || attempt >= attempts || req.Context().Err() != nil || !p.retryBudget.Withdraw() {
 			if err != nil {
 				return nil, err
 			}
@@ -130,6 +144,17 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 		resp, err = rt.RoundTrip(out)
 	}
 	latency := time.Since(start)
+	if err == nil && hp.remote {
+		// The peer proxy answered itself: its connect to the pod failed,
+		// so the request never reached it, as if our own connect had.
+		if flag := resp.Header.Get(tunnel.ResultHeader); flag == FlagUpstreamConnect {
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+			resp, err = nil, &dialError{err: fmt.Errorf("peer proxy for %s: %s", target, tunnel.ResultHeader+": "+flag)}
+		} else {
+			resp.Header.Del(tunnel.ResultHeader)
+		}
+	}
 	if err != nil {
 		cancel()
 		if cause := context.Cause(ctx); errors.Is(cause, errBackendTimeout) {

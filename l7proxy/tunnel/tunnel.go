@@ -37,6 +37,11 @@ const (
 	PeerWorkloadHeader = "Skein-Peer-Workload"
 	PeerServiceHeader  = "Skein-Peer-Service"
 	PeerProtocolHeader = "Skein-Peer-Protocol"
+	// ResultHeader is set on a response the receiving proxy made itself
+	// instead of the pod, to its response flag (UF: connecting to the
+	// pod failed), so the sending proxy can retry and count it as the
+	// endpoint's connect failure. The sending proxy removes it.
+	ResultHeader = "Skein-Result"
 )
 
 // HopHeaders are the tunnel's own headers, removed before a request goes

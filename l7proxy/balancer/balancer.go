@@ -181,7 +181,16 @@ func (b *Balancer) Endpoints() []EndpointStatus {
 // and endpoints at their MaxPending limit. It returns ErrNoEndpoints when
 // the set is empty and ErrOverflow when no endpoint has room. The caller
 // must call Done on the returned Handle exactly once.
-func (b *Balancer) Pick() (*Handle, error) {
+func (b *Balancer) Pick() (*Handle, error) { return b.pick(nil) }
+
+// PickAvoiding is Pick for a retry: it does not go back to the endpoints
+// the request already tried (Envoy's previous_hosts retry predicate, which
+// Istio sets by default) unless no other endpoint is selectable. Without
+// it, P2C would send the retry of a fast-failing endpoint straight back to
+// it: failing fast keeps its latency estimate low.
+func (b *Balancer) PickAvoiding(tried []Addr) (*Handle, error) { return b.pick(tried) }
+
+func (b *Balancer) pick(avoid []Addr) (*Handle, error) {
 	set := b.set.Load()
 	if len(set.eps) == 0 {
 		return nil, ErrNoEndpoints
@@ -190,10 +199,15 @@ func (b *Balancer) Pick() (*Handle, error) {
 	now := b.nowNs()
 	tick := tickOf(now)
 	c := Candidates{eps: set.eps, now: now, tick: tick, invTau: st.invTau, maxPending: st.maxPending,
-		untried: b.peer.estimate(tick, st.invTau)}
+		untried: b.peer.estimate(tick, st.invTau), avoid: avoid}
 	for range pickAttempts {
 		i := st.selector.Select(c)
 		if uint(i) >= uint(len(set.eps)) {
+			if c.avoid != nil {
+				// Only endpoints already tried are left: try one again.
+				c.avoid, c.mode = nil, 0
+				continue
+			}
 			break
 		}
 		e := set.eps[i]
@@ -299,7 +313,11 @@ func (b *Balancer) detect(e *endpoint, r Result, now int64, st *settings) {
 		return
 	}
 	if r.ConnectFailed || r.TimedOut {
-		if t := st.consecConnect; t > 0 && e.consecConnect.Add(1)%t == 0 {
+		n := e.consecConnect.Add(1)
+		if r.ConnectFailed {
+			e.unreachableUntil.Store(now + int64(connectBackoff(n)))
+		}
+		if t := st.consecConnect; t > 0 && n%t == 0 {
 			b.eject(e, now)
 		}
 		return
@@ -318,6 +336,27 @@ func (b *Balancer) detect(e *endpoint, r Result, now int64, st *settings) {
 	if e.consec5xx.Load() != 0 {
 		e.consec5xx.Store(0)
 	}
+}
+
+// Connect backoff: an endpoint whose connect failed is not picked again
+// for connectBackoffMin, doubling with each failure in a row up to
+// connectBackoffMax; the first pick after that is the probe. This is
+// Linkerd's reconnect backoff, not outlier ejection: it needs no
+// threshold and no ejection budget, so a dead endpoint stops costing
+// every request a failed connect at once, even when MaxEjectionPercent
+// keeps it in rotation, and a restarted one is back within the backoff.
+const (
+	connectBackoffMin = 100 * time.Millisecond
+	connectBackoffMax = 5 * time.Second
+)
+
+// connectBackoff is the pause after the n-th connect failure in a row.
+func connectBackoff(n int64) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := connectBackoffMin << min(n-1, 16)
+	return min(d, connectBackoffMax)
 }
 
 // eject takes e out of rotation for BaseEjection times its (healed)

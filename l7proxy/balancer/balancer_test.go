@@ -324,3 +324,80 @@ func TestConcurrentPickDoneUpdate(t *testing.T) {
 		})
 	}
 }
+
+// A retry does not go back to an endpoint the request tried, even when
+// P2C would prefer it (it failed fast, so it looks cheap), unless every
+// other endpoint is unselectable.
+func TestPickAvoidingPreviousEndpoints(t *testing.T) {
+	for _, p := range []Policy{P2CEWMA, RoundRobin, Random} {
+		t.Run(p.String(), func(t *testing.T) {
+			b, _, addrs := newTestBalancer(t, Config{Policy: p}, 3)
+			// addrs[0] answers fastest: P2C prefers it whenever drawn.
+			feed(t, b, addrs[0], Result{Status: 200, Latency: time.Microsecond})
+			feed(t, b, addrs[1], Result{Status: 200, Latency: 10 * time.Millisecond})
+			feed(t, b, addrs[2], Result{Status: 200, Latency: 10 * time.Millisecond})
+			for range 200 {
+				h, err := b.PickAvoiding(addrs[:1])
+				require.NoError(t, err)
+				require.NotEqual(t, addrs[0], h.Addr())
+				h.Done(Result{Status: 200, Latency: 10 * time.Millisecond})
+			}
+			seen := map[Addr]bool{}
+			for range 50 {
+				h, err := b.PickAvoiding(addrs[:2])
+				require.NoError(t, err)
+				seen[h.Addr()] = true
+				h.Done(Result{Status: 200, Latency: 10 * time.Millisecond})
+			}
+			require.Equal(t, map[Addr]bool{addrs[2]: true}, seen)
+			// Every endpoint tried: one of them again rather than none.
+			h, err := b.PickAvoiding(addrs)
+			require.NoError(t, err)
+			h.Done(Result{Status: 200})
+		})
+	}
+}
+
+// An endpoint whose connect failed is left alone for a backoff that
+// doubles with each failure in a row, then probed by one pick; a response
+// ends the streak. No threshold and no ejection budget apply.
+func TestConnectBackoff(t *testing.T) {
+	b, clk, addrs := newTestBalancer(t, Config{Policy: RoundRobin, Outlier: OutlierConfig{ConsecutiveConnectFailures: -1}}, 2)
+	dead := addrs[0]
+	// picks makes n picks; the dead endpoint fails to connect.
+	picks := func(n int) map[Addr]int {
+		got := map[Addr]int{}
+		for range n {
+			h, err := b.Pick()
+			require.NoError(t, err)
+			got[h.Addr()]++
+			if h.Addr() == dead {
+				h.Done(Result{ConnectFailed: true})
+			} else {
+				h.Done(Result{Status: 200})
+			}
+		}
+		return got
+	}
+	until := func() time.Time { return b.Endpoints()[0].UnreachableUntil }
+	now := func() time.Time { return clockBase.Add(time.Duration(clk.ns.Load())) }
+
+	require.Equal(t, 1, picks(2)[dead], "round robin: the first failure")
+	for _, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond} {
+		require.Equal(t, now().Add(want), until())
+		require.Zero(t, picks(20)[dead], "backing off for %s", want)
+		clk.Advance(want)
+		require.Equal(t, 1, picks(2)[dead], "one probe after %s, which fails", want)
+	}
+	require.Equal(t, 5*time.Second, connectBackoff(100), "capped")
+
+	// Every endpoint backing off: they are picked anyway.
+	feed(t, b, addrs[1], Result{ConnectFailed: true})
+	require.Len(t, picks(4), 2)
+
+	// A response ends the streak: the next failure starts over.
+	clk.Advance(10 * time.Second)
+	feed(t, b, dead, Result{Status: 200})
+	feed(t, b, dead, Result{ConnectFailed: true})
+	require.Equal(t, now().Add(100*time.Millisecond), until())
+}

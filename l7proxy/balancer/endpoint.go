@@ -65,9 +65,18 @@ type endpoint struct {
 	// ejectedUntil is the balancer-clock ns the current or last ejection
 	// ends; the endpoint is ejected while it is after now. 0: never ejected.
 	ejectedUntil atomic.Int64
+	// unreachableUntil is the balancer-clock ns until which the endpoint
+	// is left alone after its connect failed (see connectBackoff).
+	unreachableUntil atomic.Int64
 	// ejections is the backoff multiplier (written under Balancer.mu).
 	ejections      atomic.Int64
 	ejectionsTotal atomic.Uint64
+}
+
+// available reports whether e is neither ejected nor backing off from a
+// failed connect at now.
+func (e *endpoint) available(now int64) bool {
+	return e.ejectedUntil.Load() <= now && e.unreachableUntil.Load() <= now
 }
 
 func newEndpoint(a Addr, rtt float64, now int64) *endpoint {
@@ -146,6 +155,9 @@ type EndpointStatus struct {
 	Ejections int `json:"ejections"`
 	// EjectionsTotal counts every ejection of the endpoint.
 	EjectionsTotal uint64 `json:"ejections_total"`
+	// UnreachableUntil, when set, is when the endpoint, whose last
+	// connects failed, is next tried (zero: not backing off).
+	UnreachableUntil time.Time `json:"unreachable_until,omitzero"`
 	// Consecutive5xx and ConsecutiveConnectFailures are the failures in a
 	// row that outlier detection has counted so far.
 	Consecutive5xx             int `json:"consecutive_5xx"`
@@ -178,6 +190,9 @@ func (e *endpoint) status(epoch time.Time, now int64, invTau float64) EndpointSt
 	if until := e.ejectedUntil.Load(); until > now {
 		s.Ejected = true
 		s.EjectedUntil = epoch.Add(time.Duration(until))
+	}
+	if until := e.unreachableUntil.Load(); until > now {
+		s.UnreachableUntil = epoch.Add(time.Duration(until))
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 )
 
@@ -39,9 +40,10 @@ func (p Policy) Selector() Selector {
 // chooses from during one Pick: a snapshot of the endpoint list plus the
 // time of the pick. The endpoints' state keeps changing under it.
 //
-// An endpoint is selectable when it is below its circuit-breaker limit and
-// not ejected; if every endpoint is ejected, ejection is ignored (panic
-// mode: outlier detection must never take a whole service down).
+// An endpoint is selectable when it is below its circuit-breaker limit,
+// not ejected and not backing off after a failed connect; if every
+// endpoint is ejected or backing off, both are ignored (panic mode:
+// outlier detection must never take a whole service down).
 type Candidates struct {
 	eps        []*endpoint
 	now        int64 // ns on the balancer clock
@@ -50,11 +52,13 @@ type Candidates struct {
 	untried    float64 // cost estimate for endpoints that have not answered
 	maxPending int64
 	mode       uint8 // 0: not yet known; modeNormal; modePanic
+	// avoid are endpoints a retry should not go back to.
+	avoid []Addr
 }
 
 const (
 	modeNormal = 1 // some endpoint is not ejected
-	modePanic  = 2 // every endpoint is ejected: ignore ejection
+	modePanic  = 2 // every endpoint is ejected or backing off: ignore both
 
 	// fastTries is how many uniform draws Random makes before it falls back
 	// to an exact O(n) scan. With at most half the endpoints ejected the
@@ -81,7 +85,10 @@ func (c *Candidates) Selectable(i int) bool {
 	if e.inflight.Load() >= c.maxPending {
 		return false
 	}
-	return e.ejectedUntil.Load() <= c.now || c.panicMode()
+	if len(c.avoid) > 0 && slices.Contains(c.avoid, e.addr) {
+		return false
+	}
+	return e.available(c.now) || c.panicMode()
 }
 
 // panicMode reports whether every endpoint is ejected. It is only asked
@@ -90,7 +97,7 @@ func (c *Candidates) panicMode() bool {
 	if c.mode == 0 {
 		c.mode = modePanic
 		for _, e := range c.eps {
-			if e.ejectedUntil.Load() <= c.now {
+			if e.available(c.now) {
 				c.mode = modeNormal
 				break
 			}

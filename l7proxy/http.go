@@ -116,6 +116,10 @@ type reqState struct {
 	h2     bool // speak HTTP/2 (h2c) to the upstream
 	body   []byte
 	bodyOK bool // body buffered and replayable
+	// tried are the endpoints earlier attempts went to, which a retry
+	// avoids; a fixed array so the common request allocates nothing.
+	tried  [4]netip.AddrPort
+	ntried int
 	// backendResponseHeaders is the picked backendRef's own filter.
 	backendResponseHeaders *route.HeaderModifier
 }

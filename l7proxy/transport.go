@@ -95,11 +95,19 @@ func (u upstream) try(req *http.Request, st *reqState, perTry time.Duration, ret
 	target := st.podDst
 	if st.bal != nil {
 		var err error
-		h, err = st.bal.Pick()
+		if st.ntried == 0 {
+			h, err = st.bal.Pick()
+		} else {
+			h, err = st.bal.PickAvoiding(st.tried[:st.ntried])
+		}
 		if err != nil {
 			return nil, false, err
 		}
 		target = h.Addr()
+		if st.ntried < len(st.tried) {
+			st.tried[st.ntried] = target
+			st.ntried++
+		}
 	}
 	st.rec.Upstream = target
 	if st.svc != nil {

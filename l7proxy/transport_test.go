@@ -97,7 +97,10 @@ func TestConnectFailureRetriedWithoutRoutePolicy(t *testing.T) {
 			require.Equal(t, live, r.Upstream, "the retry went elsewhere")
 		}
 	}
-	require.GreaterOrEqual(t, retried, 5, "about half the requests met the dead endpoint first")
+	// The first request to meet the dead endpoint was retried; after that
+	// the endpoint backs off (balancer connect backoff) and is skipped.
+	require.GreaterOrEqual(t, retried, 1)
+	require.Less(t, retried, 10)
 
 	t.Run("all endpoints down: 503 UF after the retries", func(t *testing.T) {
 		h.proxy.Update(&Table{Services: map[netip.AddrPort]*Service{vip: {

@@ -116,7 +116,7 @@ func endpointsView(d *derived, snap map[string][]balancer.EndpointStatus) []admi
 		}
 		for _, st := range snap[ref.String()] {
 			e := admin.Endpoint{
-				Address: st.Addr.String(), Ejected: st.Ejected, EjectedUntil: st.EjectedUntil,
+				Address: st.Addr.String(), Ejected: st.Ejected, EjectedUntil: st.EjectedUntil, UnreachableUntil: st.UnreachableUntil,
 				EjectionsTotal: st.EjectionsTotal, Consecutive5xx: st.Consecutive5xx,
 				ConnectFails: st.ConsecutiveConnectFailures, InFlight: st.InFlight,
 				EWMA: st.EWMA.String(), Requests: st.Requests, Failures: st.Failures,

@@ -201,18 +201,21 @@ type ServiceEndpoints struct {
 
 // Endpoint is one endpoint's health and load.
 type Endpoint struct {
-	Address        string    `json:"address"`
-	Pod            string    `json:"pod,omitempty"`
-	Node           string    `json:"node,omitempty"`
-	Ejected        bool      `json:"ejected"`
-	EjectedUntil   time.Time `json:"ejectedUntil,omitzero"`
-	EjectionsTotal uint64    `json:"ejectionsTotal"`
-	Consecutive5xx int       `json:"consecutive5xx"`
-	ConnectFails   int       `json:"consecutiveConnectFailures"`
-	InFlight       int       `json:"inFlight"`
-	EWMA           string    `json:"ewma"`
-	Requests       uint64    `json:"requests"`
-	Failures       uint64    `json:"failures"`
+	Address      string    `json:"address"`
+	Pod          string    `json:"pod,omitempty"`
+	Node         string    `json:"node,omitempty"`
+	Ejected      bool      `json:"ejected"`
+	EjectedUntil time.Time `json:"ejectedUntil,omitzero"`
+	// UnreachableUntil is set while the endpoint is left alone after its
+	// connects failed; it is probed again then.
+	UnreachableUntil time.Time `json:"unreachableUntil,omitzero"`
+	EjectionsTotal   uint64    `json:"ejectionsTotal"`
+	Consecutive5xx   int       `json:"consecutive5xx"`
+	ConnectFails     int       `json:"consecutiveConnectFailures"`
+	InFlight         int       `json:"inFlight"`
+	EWMA             string    `json:"ewma"`
+	Requests         uint64    `json:"requests"`
+	Failures         uint64    `json:"failures"`
 }
 
 // Service is a Service port the proxy knows.

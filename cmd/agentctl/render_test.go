@@ -62,6 +62,7 @@ func TestRenderGolden(t *testing.T) {
 	eps := []admin.ServiceEndpoints{{Service: "shop/product:80", Policy: "p2c-ewma", Endpoints: []admin.Endpoint{
 		{Address: "10.244.1.11:8080", Pod: "shop/product-v1", Node: "node-a", EWMA: "1.2ms", InFlight: 1, Requests: 90},
 		{Address: "10.244.2.10:8080", Pod: "shop/product-v2", Node: "node-b", Ejected: true, EjectedUntil: now.Add(30 * time.Second), EWMA: "30ms", Requests: 10, Failures: 5, Consecutive5xx: 0},
+		{Address: "10.244.2.11:8080", Pod: "shop/product-v3", Node: "node-b", UnreachableUntil: now.Add(400 * time.Millisecond), EWMA: "800µs", Requests: 3, Failures: 3, ConnectFails: 3},
 	}}}
 	certs := admin.Certs{Enabled: true, Certificates: []admin.Certificate{
 		{Identity: "spiffe://cluster.local/ns/shop/sa/client", Serial: "abcdef0123456789", Issuer: "CN=Skein root CA", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(23 * time.Hour), RenewAt: now.Add(11 * time.Hour)},

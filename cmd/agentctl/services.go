@@ -74,8 +74,11 @@ func renderEndpoints(w io.Writer, es []admin.ServiceEndpoints) error {
 	for _, s := range es {
 		for _, e := range s.Endpoints {
 			health := "healthy"
-			if e.Ejected {
+			switch {
+			case e.Ejected:
 				health = "EJECTED until " + e.EjectedUntil.Format("15:04:05")
+			case !e.UnreachableUntil.IsZero():
+				health = "UNREACHABLE, probe at " + e.UnreachableUntil.Format("15:04:05.000")
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d/%d\n", s.Service, e.Address, e.Pod, e.Node, health,
 				e.EWMA, e.InFlight, e.Requests, e.Failures, e.Consecutive5xx, e.ConnectFails)

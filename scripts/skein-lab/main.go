@@ -47,7 +47,7 @@ namespaces; "down" removes it all, even after a crash.`,
 	}
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", "skl", "prefix of every name the lab creates")
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "state directory (default /run/<prefix>)")
-	root.AddCommand(newEchoCommand(), newConnectStormCommand())
+	root.AddCommand(newEchoCommand(), newConnectStormCommand(), newBlackholeCommand())
 	root.AddCommand(newGRPCServerCommand(), newGRPCClientCommand(), newHTTPLoadCommand(),
 		newUpgradeClientCommand(), newWebSocketClientCommand())
 	addLabCommands(root, &g)

@@ -127,6 +127,9 @@ type loadResult struct {
 	ByPod      map[string]int `json:"byPod"`
 	Errors     int            `json:"errors"`
 	FirstError string         `json:"firstError"`
+	LatencyMs  struct {
+		P50, P90, P99, Max float64
+	} `json:"latencyMs"`
 }
 
 func (e *env) load(pod string, args ...string) loadResult {

@@ -100,6 +100,7 @@ const (
 type connInfo struct {
 	net.Conn
 	origin Origin
+	guard  connGuard
 }
 
 // reqState travels with a request through the reverse proxy and transport.
@@ -175,6 +176,12 @@ type HTTPConfig struct {
 	IdleTimeout time.Duration
 	// MaxConcurrentStreams per HTTP/2 client connection. Zero: 1000.
 	MaxConcurrentStreams int
+	// MaxURIBytes bounds a request's URI; longer ones get 414. Zero:
+	// 16 KiB; negative: no limit beyond MaxHeaderBytes.
+	MaxURIBytes int
+	// BodyReadTimeout bounds the wait for the next bytes of a request
+	// body (slow-body clients get 408). Zero: 60s; negative: none.
+	BodyReadTimeout time.Duration
 	// MaxRetryBody is the largest request body buffered so that a request
 	// can be retried or mirrored. Zero: 64 KiB.
 	MaxRetryBody int64
@@ -206,6 +213,12 @@ func (c *HTTPConfig) setDefaults() {
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 1000
 	}
+	if c.MaxURIBytes == 0 {
+		c.MaxURIBytes = 16 << 10
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = time.Minute
+	}
 	if c.MaxRetryBody == 0 {
 		c.MaxRetryBody = 64 << 10
 	}
@@ -230,7 +243,7 @@ func (p *Proxy) newHTTPServer() *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	return &http.Server{
-		Handler:           p,
+		Handler:           p.guardHandler(ListenerOutbound, p),
 		Protocols:         &protos,
 		ReadHeaderTimeout: p.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.HTTP.IdleTimeout,
@@ -238,11 +251,12 @@ func (p *Proxy) newHTTPServer() *http.Server {
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: p.cfg.HTTP.MaxConcurrentStreams,
 			MaxReadFrameSize:     1 << 20,
+			CountError:           p.countH2Error(ListenerOutbound),
 		},
 		ErrorLog: zap.NewStdLog(p.log.Named("http")),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if ci, ok := c.(*connInfo); ok {
-				return context.WithValue(ctx, connInfoKey, ci)
+				return context.WithValue(context.WithValue(ctx, connInfoKey, ci), guardKey{}, &ci.guard)
 			}
 			return ctx
 		},
@@ -282,7 +296,9 @@ func (p *Proxy) newUpstreamTransports() (h1, h2 *http.Transport) {
 
 // serveHTTP hands a captured connection to the shared HTTP server.
 func (p *Proxy) serveHTTP(c net.Conn, origin Origin) {
-	if !p.httpLn.push(&connInfo{Conn: c, origin: origin}) {
+	ci := &connInfo{Conn: c, origin: origin}
+	ci.guard = connGuard{p: p, listener: ListenerOutbound, conn: c, client: sourceKey(origin.Source)}
+	if !p.httpLn.push(ci) {
 		c.Close()
 	}
 }
@@ -560,6 +576,10 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	st, _ := r.Context().Value(reqStateKey).(*reqState)
 	code, flag := http.StatusBadGateway, FlagUpstreamReset
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		code, flag = http.StatusRequestTimeout, FlagDownstreamProtocol
+	case errors.Is(err, errBadBody):
+		code, flag = http.StatusBadRequest, FlagDownstreamProtocol
 	case errors.Is(err, balancer.ErrNoEndpoints):
 		code, flag = http.StatusServiceUnavailable, FlagNoHealthyUpstream
 	case errors.Is(err, balancer.ErrOverflow):

@@ -78,6 +78,8 @@ type Config struct {
 	RequestRecorder RequestRecorder
 	// HTTP tunes HTTP handling.
 	HTTP HTTPConfig
+	// Limits bound what one client can take of the proxy.
+	Limits Limits
 	// Tunnel, if set, carries traffic to meshed pods on other nodes over
 	// mTLS; nil: such traffic goes direct, in plaintext.
 	Tunnel *tunnel.Client
@@ -115,6 +117,7 @@ type Proxy struct {
 	wg        sync.WaitGroup
 
 	stats Stats
+	guard guard
 	// draining makes HTTP/1.1 responses close their connection, so clients
 	// move to the agent that took the listeners over.
 	draining atomic.Bool
@@ -449,6 +452,10 @@ func (p *Proxy) serveConn(c net.Conn) {
 			ce.Write(zap.Stringer("remote", remote), zap.Error(err))
 		}
 		c.Close()
+		return
+	}
+	c, ok := p.admit(c, origin)
+	if !ok {
 		return
 	}
 	p.dispatch(c, origin, p.table.Load())

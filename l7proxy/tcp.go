@@ -148,7 +148,7 @@ func workloadName(w *Workload) string {
 // resetConn closes c with a RST rather than a FIN, so the client sees that
 // the connection failed rather than a clean, empty answer.
 func resetConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0)
 	}
 	c.Close()

@@ -8,6 +8,8 @@ LDFLAGS     ?= -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TESTPKGS    ?= ./...
 GOTESTFLAGS ?=
 TESTTIMEOUT ?= 40m
+# The soak e2e test: 2 minutes in make test, 20 in make soak.
+SOAK        ?= 2m
 BENCHTIME   ?= 1s
 BENCHCOUNT  ?= 6
 BENCHPKGS   ?= ./...
@@ -20,7 +22,7 @@ TOPOLOGY    ?= scripts/topologies/demo.yaml
 BINARIES    := skein-agent agentctl skein-lab
 
 .DEFAULT_GOAL := help
-.PHONY: help deps generate check-generate build test test-unit test-privileged lint bench demo demo-down clean
+.PHONY: help deps generate check-generate build test test-unit test-privileged lint soak bench demo demo-down clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,13 +49,18 @@ lint: ## go vet, gofmt and the generate-diff check.
 	@$(MAKE) --no-print-directory check-generate
 
 test: deps lint ## Every test; privileged ones run when root (installs missing packages first).
-	$(GO) test -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(TESTPKGS)
+	SKEIN_SOAK=$(SOAK) $(GO) test -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(TESTPKGS)
 
 test-unit: ## Unprivileged tests only (no root needed).
 	SKEIN_SKIP_PRIVILEGED=1 $(GO) test $(GOTESTFLAGS) $(TESTPKGS)
 
 test-privileged: deps ## Only the privileged tests (eBPF, namespaces); needs root.
 	$(GO) test -timeout $(TESTTIMEOUT) -run 'Privileged' $(GOTESTFLAGS) $(TESTPKGS)
+
+soak: deps ## The 20-minute soak (root): steady traffic with route, pod and certificate churn; report in $(BIN)/soak.json.
+	@mkdir -p $(BIN)
+	cd e2e && SKEIN_SOAK=20m SKEIN_SOAK_REPORT=$(CURDIR)/$(BIN)/soak.json $(GO) test -count=1 -timeout 40m -run 'TestPrivilegedSoak$$' .
+	@cat $(BIN)/soak.json
 
 bench: ## Go benchmarks (benchstat input in $(BIN)/bench.txt), then the lab benchmarks (root; JSON + docs/benchmarks.md).
 	@mkdir -p $(BIN)

@@ -136,8 +136,10 @@ func TestKubeManifestsLeastPrivilege(t *testing.T) {
 	require.Equal(t, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, spec.Tolerations, "every taint is tolerated")
 	ru := ds.Spec.UpdateStrategy.RollingUpdate
 	require.Equal(t, appsv1.RollingUpdateDaemonSetStrategyType, ds.Spec.UpdateStrategy.Type)
-	require.Equal(t, 1, ru.MaxUnavailable.IntValue())
-	require.Equal(t, 0, ru.MaxSurge.IntValue(), "two agents on a node would share pinned state")
+	// The new agent starts beside the old one and takes its listeners and
+	// pinned programs (hitless upgrade); no node is ever without an agent.
+	require.Equal(t, 0, ru.MaxUnavailable.IntValue())
+	require.Equal(t, 1, ru.MaxSurge.IntValue())
 
 	require.Len(t, spec.Containers, 1)
 	agent := spec.Containers[0]
@@ -161,9 +163,10 @@ func TestKubeManifestsLeastPrivilege(t *testing.T) {
 	for _, m := range agent.VolumeMounts {
 		mounts[m.MountPath] = m
 	}
-	for _, p := range []string{"/sys/fs/bpf", "/host/cgroup2", "/run/skein", "/sys/kernel/tracing"} {
+	for _, p := range []string{"/sys/fs/bpf", "/host/cgroup2", "/run/skein", "/sys/kernel/tracing", "/var/lib/skein/logs"} {
 		require.Contains(t, mounts, p)
 	}
+	require.Contains(t, agent.Args, "--accesslog-dir=/var/lib/skein/logs", "the access log store is on the node's disk, not in the container")
 	// Bidirectional propagation is for privileged containers only: the
 	// init container that mounts bpffs and tracefs is the one that is.
 	require.Len(t, spec.InitContainers, 1)

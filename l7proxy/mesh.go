@@ -358,10 +358,10 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 			}
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 		},
-		Transport:     rt,
-		FlushInterval: -1,
-		BufferPool:    reverseBufferPool{},
-		ErrorLog:      zap.NewStdLog(p.log.Named("tunnel")),
+		Transport:      rt,
+		ModifyResponse: flushStreams,
+		BufferPool:     reverseBufferPool{},
+		ErrorLog:       zap.NewStdLog(p.log.Named("tunnel")),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			code, flag := http.StatusBadGateway, FlagUpstreamReset
 			if isDialError(err) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -197,12 +198,12 @@ func New(cfg Config, resolver OrigDstResolver, log *zap.Logger) (*Proxy, error) 
 	p.table.Store(&Table{})
 	p.h1, p.h2 = p.newUpstreamTransports()
 	p.reverse = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     upstream{p: p},
-		FlushInterval: -1, // stream: gRPC, server-sent events
-		ErrorHandler:  p.errorHandler,
-		ErrorLog:      zap.NewStdLog(p.log.Named("reverse")),
-		BufferPool:    reverseBufferPool{},
+		Rewrite:        p.rewrite,
+		Transport:      upstream{p: p},
+		ModifyResponse: flushStreams,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       zap.NewStdLog(p.log.Named("reverse")),
+		BufferPool:     reverseBufferPool{},
 	}
 	p.httpSrv = p.newHTTPServer()
 	go func() {
@@ -211,6 +212,26 @@ func New(cfg Config, resolver OrigDstResolver, log *zap.Logger) (*Proxy, error) 
 		}
 	}()
 	return p, nil
+}
+
+// flushStreams is the reverse proxies' ModifyResponse: it makes them flush
+// a streamed response at every write and leaves every other response
+// buffered (FlushInterval 0), so that its header and body leave in one
+// write rather than a write (and, through the tunnel, a TLS record) per
+// flush. ReverseProxy already flushes at once for server-sent events
+// (text/event-stream) and for bodies of unknown length (chunked HTTP/1.1,
+// HTTP/2 without content-length, so gRPC in practice); gRPC is a stream
+// even when it announces a length. Upgrades are hijacked and relayed raw.
+func flushStreams(resp *http.Response) error {
+	if resp.ContentLength >= 0 && isGRPC(resp.Header.Get("Content-Type")) {
+		resp.ContentLength = -1 // the header stays: only ReverseProxy's flushing looks at this
+	}
+	return nil
+}
+
+// isGRPC reports a gRPC content type: application/grpc, +proto, +json...
+func isGRPC(contentType string) bool {
+	return strings.HasPrefix(contentType, "application/grpc")
 }
 
 // reverseBufferPool shares copy buffers with the TCP relay.

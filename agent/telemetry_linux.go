@@ -3,7 +3,6 @@
 package agent
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -120,7 +119,7 @@ func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 	l := telemetry.RequestLabels{
 		Reporter:        r.Reporter,
 		RequestProtocol: r.Protocol,
-		ResponseCode:    strconv.Itoa(r.Code),
+		ResponseCode:    telemetry.ResponseCode(r.Code),
 		GRPCStatus:      r.GRPCStatus,
 		ResponseFlags:   r.FlagString(),
 		SecurityPolicy:  r.Security,

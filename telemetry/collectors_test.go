@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +143,10 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	cmd.Stdin = strings.NewReader(b.String())
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics:\n%s", out)
+}
+
+func TestResponseCode(t *testing.T) {
+	for _, c := range []int{0, 99, 100, 200, 404, 499, 503, 599, 600, 1000} {
+		require.Equal(t, strconv.Itoa(c), ResponseCode(c))
+	}
 }

@@ -1,5 +1,7 @@
 package telemetry
 
+import "strconv"
+
 // The labels of request metrics: Istio's standard set, so dashboards and
 // Kiali-style graphs built for Istio map onto Skein's metrics.
 var requestLabelNames = []string{
@@ -61,4 +63,21 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// statusCodes are the response_code values of the status codes HTTP
+// defines, made once: strconv allocates each time for codes from 100 up.
+var statusCodes = func() (codes [600]string) {
+	for c := 100; c < len(codes); c++ {
+		codes[c] = strconv.Itoa(c)
+	}
+	return codes
+}()
+
+// ResponseCode is the response_code label value of an HTTP status code.
+func ResponseCode(code int) string {
+	if code >= 100 && code < len(statusCodes) {
+		return statusCodes[code]
+	}
+	return strconv.Itoa(code)
 }

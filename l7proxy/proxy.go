@@ -222,8 +222,13 @@ func New(cfg Config, resolver OrigDstResolver, log *zap.Logger) (*Proxy, error) 
 // (text/event-stream) and for bodies of unknown length (chunked HTTP/1.1,
 // HTTP/2 without content-length, so gRPC in practice); gRPC is a stream
 // even when it announces a length. Upgrades are hijacked and relayed raw.
+//
+// A response known to have no body stays buffered, gRPC's trailers-only
+// responses among them: flushing its header early would send the status
+// in a HEADERS frame without END_STREAM, which a gRPC client takes for a
+// stream that ended without trailers (INTERNAL instead of the status).
 func flushStreams(resp *http.Response) error {
-	if resp.ContentLength >= 0 && isGRPC(resp.Header.Get("Content-Type")) {
+	if resp.ContentLength > 0 && isGRPC(resp.Header.Get("Content-Type")) {
 		resp.ContentLength = -1 // the header stays: only ReverseProxy's flushing looks at this
 	}
 	return nil

@@ -1,11 +1,11 @@
 package l7proxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -72,14 +72,41 @@ func classify(b []byte) (d Detected, done bool) {
 	return DetectedTCP, true
 }
 
+// sniffBufSize is the size of the buffer that holds a connection's first
+// bytes: one read of whatever the client sent first, usually its whole
+// first request.
+const sniffBufSize = 4096
+
+// sniffBufs hold connections' first bytes from detection until they are
+// read again, so an idle connection holds no sniffing buffer: the HTTP
+// server reads through its own, and the TCP relay through its own.
+var sniffBufs = sync.Pool{New: func() any { return new([sniffBufSize]byte) }}
+
 // sniffConn is a connection whose first bytes were read to detect the
-// protocol; reads replay them.
+// protocol; reads replay them, then read the connection directly.
 type sniffConn struct {
 	net.Conn
-	r *bufio.Reader
+	buf  *[sniffBufSize]byte // holds head; nil once replayed
+	head []byte              // what is left to replay
 }
 
-func (c *sniffConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *sniffConn) Read(p []byte) (int, error) {
+	if c.buf == nil {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.head)
+	c.head = c.head[n:]
+	if len(c.head) == 0 {
+		c.release()
+	}
+	return n, nil
+}
+
+// release returns the buffer to the pool once nothing is left to replay.
+func (c *sniffConn) release() {
+	sniffBufs.Put(c.buf)
+	c.buf, c.head = nil, nil
+}
 
 // CloseWrite half-closes the underlying TCP connection.
 func (c *sniffConn) CloseWrite() error {
@@ -89,33 +116,41 @@ func (c *sniffConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// sniff reads up to the first bytes of c, waiting at most timeout for the
-// client to speak, and returns the detected protocol and a connection that
-// replays what was read. A client that says nothing in time (a server-first
-// protocol on an unknown port) is treated as opaque TCP.
+// sniff reads the first bytes of c, waiting at most timeout for the client
+// to speak, and returns the detected protocol and a connection that
+// replays what was read. A client that says nothing in time (a
+// server-first protocol on an unknown port) is treated as opaque TCP.
 func sniff(c net.Conn, timeout time.Duration) (Detected, net.Conn, error) {
-	br := bufio.NewReaderSize(c, 4096)
-	sc := &sniffConn{Conn: c, r: br}
+	sc := &sniffConn{Conn: c, buf: sniffBufs.Get().(*[sniffBufSize]byte)}
+	n := 0
+	// keep makes the n bytes read so far what sc replays.
+	keep := func() {
+		if sc.head = sc.buf[:n]; n == 0 {
+			sc.release()
+		}
+	}
 	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		keep()
 		return DetectedTCP, sc, err
 	}
 	defer c.SetReadDeadline(time.Time{}) //nolint:errcheck // best effort; the conn fails later if it matters
-	want := 1
 	for {
-		b, err := br.Peek(want)
-		d, done := classify(b)
-		if done {
+		// Whatever has arrived, at least one byte more each time; no
+		// decision needs more than the HTTP/2 preface, far less than
+		// the buffer.
+		m, err := c.Read(sc.buf[n:])
+		n += m
+		if d, done := classify(sc.buf[:n]); done {
+			keep()
 			return d, sc, nil
 		}
 		if err != nil {
+			keep()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return DetectedTCP, sc, nil
 			}
 			return DetectedTCP, sc, err
 		}
-		// Look at everything that has arrived, and wait for at least one
-		// byte more; no decision needs more than the HTTP/2 preface.
-		want = min(max(len(b)+1, br.Buffered()), len(http2Preface))
 	}
 }
 

@@ -87,6 +87,7 @@ func TestSniff(t *testing.T) {
 			_, err = io.ReadFull(c, got)
 			require.NoError(t, err)
 			require.Equal(t, want, string(got))
+			require.Nil(t, c.(*sniffConn).buf, "once replayed, the first bytes' buffer goes back to the pool")
 		})
 	}
 }

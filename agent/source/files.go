@@ -42,6 +42,10 @@ type Files struct {
 	cfg  FilesConfig
 	log  *zap.Logger
 	good map[string][]model.Object // last good objects per file
+	// decoders remember each file's documents, so that a change decodes
+	// only the documents that changed: at 1,000 Services, decoding all
+	// 1.8 MB took most of a second of CPU per change.
+	decoders map[string]*Decoder
 }
 
 // NewFiles validates cfg and returns a file source.
@@ -52,7 +56,7 @@ func NewFiles(cfg FilesConfig, log *zap.Logger) (*Files, error) {
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 100 * time.Millisecond
 	}
-	return &Files{cfg: cfg, log: log.Named("files"), good: map[string][]model.Object{}}, nil
+	return &Files{cfg: cfg, log: log.Named("files"), good: map[string][]model.Object{}, decoders: map[string]*Decoder{}}, nil
 }
 
 // Run delivers the objects once, then again after every change, until ctx
@@ -183,6 +187,11 @@ func (f *Files) Read() Update {
 			delete(f.good, p) // a removed file takes its objects with it
 		}
 	}
+	for p := range f.decoders {
+		if !present[p] {
+			delete(f.decoders, p)
+		}
+	}
 	return u
 }
 
@@ -192,7 +201,12 @@ func (f *Files) readFile(p string) ([]model.Object, []error) {
 		return nil, []error{fmt.Errorf("read %s: %w", p, err)}
 	}
 	defer fh.Close()
-	d, err := Decode(fh, filepath.Base(p))
+	dec := f.decoders[p]
+	if dec == nil {
+		dec = &Decoder{}
+		f.decoders[p] = dec
+	}
+	d, err := dec.Decode(fh, filepath.Base(p))
 	if err != nil {
 		return nil, []error{err}
 	}

@@ -515,6 +515,7 @@ func (a *Agent) apply(u source.Update, fresh bool) {
 	a.cfgStat.LastApplied = time.Now()
 	a.cfgStat.Objects = snap.Counts()
 	if fresh {
+		a.cfgStat.GenerationApplied = a.cfgStat.LastApplied
 		a.cfgStat.Errors = errs
 		a.updatesApplied++
 		if len(errs) > 0 {

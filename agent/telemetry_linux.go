@@ -28,6 +28,7 @@ func (a *Agent) registerMetrics() {
 			"config_generation":   telemetry.NewConfigGeneration(a),
 			"config_rejected":     telemetry.NewConfigRejected(a),
 			"config_updates":      telemetry.NewConfigUpdates(a),
+			"config_applied":      telemetry.NewConfigApplied(a),
 			"certificate_expiry":  telemetry.NewCertificateExpiry(a),
 			"authz_decisions":     telemetry.NewAuthzDecisions(a),
 			"trace_spans_dropped": telemetry.NewTraceSpansDropped(a),
@@ -82,6 +83,7 @@ func (a *Agent) ConfigState() telemetry.ConfigState {
 	return telemetry.ConfigState{
 		Generation: a.cfgStat.Generation, Rejected: len(a.cfgStat.Errors),
 		Updates: a.updatesApplied, RejectedUpdates: a.updatesRejected,
+		Applied: a.cfgStat.GenerationApplied,
 	}
 }
 

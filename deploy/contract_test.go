@@ -63,6 +63,7 @@ var contract = map[string]metricSpec{
 	"skein_config_generation":                    {gauge, nil},
 	"skein_config_rejected_objects":              {gauge, nil},
 	"skein_config_updates_total":                 {counter, []string{"result"}},
+	"skein_config_applied_timestamp_seconds":     {gauge, nil},
 	"skein_certificate_expiry_timestamp_seconds": {gauge, []string{"identity"}},
 	"skein_capture_connects_total":               {counter, []string{"verdict"}},
 	"skein_strict_drops_total":                   {counter, nil},

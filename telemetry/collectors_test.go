@@ -28,7 +28,7 @@ func (f *fakeAgent) CaptureVerdicts() (map[string]uint64, error) {
 func (f *fakeAgent) StrictDrops() (uint64, error) { return 5, nil }
 func (f *fakeAgent) RingbufLost() (uint64, error) { return 0, errors.New("ring buffer not loaded") }
 func (f *fakeAgent) ConfigState() ConfigState {
-	return ConfigState{Generation: 12, Rejected: 1, Updates: 12, RejectedUpdates: 2}
+	return ConfigState{Generation: 12, Rejected: 1, Updates: 12, RejectedUpdates: 2, Applied: time.Unix(1764108000, 250e6)}
 }
 func (f *fakeAgent) CertExpiries() map[string]time.Time {
 	return map[string]time.Time{
@@ -55,6 +55,7 @@ func TestCollectorsGolden(t *testing.T) {
 		{"config_generation", NewConfigGeneration(f), []string{"skein_config_generation"}},
 		{"config_rejected", NewConfigRejected(f), []string{"skein_config_rejected_objects"}},
 		{"config_updates", NewConfigUpdates(f), []string{"skein_config_updates_total"}},
+		{"config_applied", NewConfigApplied(f), []string{"skein_config_applied_timestamp_seconds"}},
 		{"certificate_expiry", NewCertificateExpiry(f), []string{"skein_certificate_expiry_timestamp_seconds"}},
 		{"authz_decisions", NewAuthzDecisions(f), []string{"skein_authz_decisions_total"}},
 	}
@@ -129,7 +130,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		"bpf_map_entries": NewBPFMapEntries(f), "bpf_map_max_entries": NewBPFMapMaxEntries(f),
 		"capture_connects": NewCaptureConnects(f), "strict_drops": NewStrictDrops(f),
 		"config_generation": NewConfigGeneration(f), "config_rejected": NewConfigRejected(f),
-		"config_updates": NewConfigUpdates(f), "certificate_expiry": NewCertificateExpiry(f),
+		"config_updates": NewConfigUpdates(f), "config_applied": NewConfigApplied(f), "certificate_expiry": NewCertificateExpiry(f),
 		"authz_decisions": NewAuthzDecisions(f), "ringbuf_lost": NewRingbufLost(f),
 	}), BuildInfo{Version: "1", Commit: "c"})
 	mfs, err := reg.Gather()

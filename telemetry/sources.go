@@ -34,6 +34,8 @@ type ConfigState struct {
 	// Updates counts applied updates; RejectedUpdates those that rejected
 	// at least one object.
 	Updates, RejectedUpdates uint64
+	// Applied is when Generation was applied; zero before the first.
+	Applied time.Time
 }
 
 // ConfigSource reads the configuration state.

@@ -62,10 +62,14 @@ type Map struct {
 
 // ConfigStatus describes the configuration the agent serves.
 type ConfigStatus struct {
-	Source      string         `json:"source"`
-	Generation  int64          `json:"generation"`
-	LastApplied time.Time      `json:"lastApplied"`
-	Objects     map[string]int `json:"objects"`
+	Source     string `json:"source"`
+	Generation int64  `json:"generation"`
+	// GenerationApplied is when Generation was applied; LastApplied is
+	// later when the same generation was applied again (pods' cgroups
+	// appeared).
+	GenerationApplied time.Time      `json:"generationApplied"`
+	LastApplied       time.Time      `json:"lastApplied"`
+	Objects           map[string]int `json:"objects"`
 	// Errors are the objects rejected in the last update; their last good
 	// versions (if any) keep serving.
 	Errors []string `json:"errors,omitempty"`

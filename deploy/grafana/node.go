@@ -117,6 +117,9 @@ func nodeDashboard() dashboard {
 				{kind: timeseries, title: "Config generation", unit: "none", width: 8,
 					description: "Generation of the configuration each agent serves; agents that lag behind the others missed an update.",
 					targets:     []target{t("max by (node) (skein_config_generation{"+string(agent)+"})", "{{node}}")}},
+				{kind: timeseries, title: "Time since the config was applied", unit: "s", width: 8,
+					description: "Time since each agent applied the configuration generation it serves. After a change, agents whose line does not drop to zero have not applied it; the drop's lag behind the change is how long applying took.",
+					targets:     []target{t("time() - max by (node) (skein_config_applied_timestamp_seconds{"+string(agent)+"})", "{{node}}")}},
 				{kind: timeseries, title: "Config updates and rejected objects", unit: "none", width: 8,
 					description: "Objects rejected by the last configuration update (the last good configuration keeps serving), and updates applied or rejected.",
 					targets: []target{

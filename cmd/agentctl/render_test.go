@@ -38,7 +38,7 @@ func TestRenderGolden(t *testing.T) {
 		Features: []admin.Feature{{Name: "sockops", Available: true, Required: true}, {Name: "fentry", Detail: "EPERM"}},
 		Programs: []admin.Program{{Name: "skein_connect4", ID: 10, LinkID: 3, Pinned: true}},
 		Maps:     []admin.Map{{Name: "members", Type: "Hash", MaxEntries: 16384, Entries: 3, Fill: 3.0 / 16384}, {Name: "sock_origin", Type: "SkStorage", Entries: -1}},
-		Config: admin.ConfigStatus{Source: "files [/etc/skein/cluster.yaml]", Generation: 7, LastApplied: now.Add(-5 * time.Second),
+		Config: admin.ConfigStatus{Source: "files [/etc/skein/cluster.yaml]", Generation: 7, GenerationApplied: now.Add(-5*time.Second - 250*time.Millisecond), LastApplied: now.Add(-time.Second),
 			Objects: map[string]int{"Pod": 4, "Service": 2, "HTTPRoute": 0},
 			Errors:  []string{`Service shop/extra: spec.clusterIP: Invalid value: "10.96.0.500": must be an IPv4 or IPv6 address`}},
 		Proxy:   admin.ProxyStats{Accepted: 10, Forwarded: 2, HTTPConns: 8, Requests: 100, RequestErrors: 1, TunnelConns: 1, AuthzAllowed: 50, AuthzDenied: 3},

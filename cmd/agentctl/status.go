@@ -52,7 +52,14 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 	fmt.Fprintf(tw, "Cgroup root:\t%s\n", st.CgroupRoot)
 	fmt.Fprintf(tw, "Pins:\t%s\n", st.PinPath)
 	cfg := st.Config
-	fmt.Fprintf(tw, "Config:\tgeneration %d from %s, applied %s ago\n", cfg.Generation, cfg.Source, now.Sub(cfg.LastApplied).Round(time.Second))
+	applied := cfg.GenerationApplied
+	if applied.IsZero() {
+		applied = cfg.LastApplied // an agent from before GenerationApplied
+	}
+	// The time to the millisecond, so that a change's apply time can be
+	// read off against the time it was written.
+	fmt.Fprintf(tw, "Config:\tgeneration %d from %s, applied at %s (%s ago)\n", cfg.Generation, cfg.Source,
+		applied.UTC().Format("2006-01-02T15:04:05.000Z07:00"), now.Sub(applied).Round(time.Second))
 	kinds := make([]string, 0, len(cfg.Objects))
 	for k, n := range cfg.Objects {
 		if n > 0 {

@@ -4,7 +4,9 @@ package l7proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -86,4 +88,27 @@ func BenchmarkProxyHTTP1CrossNode(b *testing.B) {
 	np := startNodePair(b, backend, ProtocolHTTP)
 	c := np.a.client(b, np.vip, np.src)
 	runRequests(b, c, "http://"+np.vip.String()+"/", np.writes.Load)
+}
+
+// BenchmarkProxyH2C is the same-node path for HTTP/2 with prior
+// knowledge, on one client connection, to an h2c backend.
+func BenchmarkProxyH2C(b *testing.B) {
+	backend := startBackend(b, kbHandler())
+	f := startProxy(b, Config{})
+	vip := netip.MustParseAddrPort("10.96.0.10:80")
+	f.proxy.Update(&Table{Services: map[netip.AddrPort]*Service{vip: {
+		Namespace: "bench", Name: "server", Host: "server.bench.svc.cluster.local", Port: 80, Protocol: ProtocolHTTP2,
+		Endpoints: []*Endpoint{{Addr: backend}},
+	}}})
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return f.dial(b, vip, &Workload{Name: "client", Namespace: "bench"})
+		},
+		Protocols:          &protos,
+		DisableCompression: true,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	runRequests(b, &http.Client{Transport: tr}, "http://"+vip.String()+"/", f.writes.Load)
 }

@@ -290,6 +290,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn("admin server", adminSrv.Run)
 	if a.certs != nil {
 		spawn("certificate manager", a.certs.Run)
+	}
+
+	// Serve only once the configuration is applied and the local
+	// workloads hold certificates: a successor that accepted before would
+	// answer the first requests without routes or identities, while the
+	// agent it replaces still serves them well. Until then the kernel
+	// queues new connections on the listener (or the previous agent,
+	// which shares it, accepts them).
+	a.waitServable(runCtx, servableTimeout)
+	if a.certs != nil {
 		spawn("tunnel server", func(ctx context.Context) error {
 			err := a.proxy.ServeTunnel(ls[listenerTunnel], certSource{a.certs}, a.localIdentity)
 			if errors.Is(err, l7proxy.ErrClosed) || ctx.Err() != nil {
@@ -348,6 +358,53 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	wg.Wait()
 	a.log.Info("agent stopped")
 	return err
+}
+
+// servableTimeout bounds how long a starting agent waits for its first
+// configuration and certificates before it serves anyway.
+const servableTimeout = 30 * time.Second
+
+// waitServable waits until the first configuration is applied and every
+// wanted workload certificate is held, at most timeout.
+func (a *Agent) waitServable(ctx context.Context, timeout time.Duration) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		why := a.servableErr()
+		if why == nil {
+			a.log.Debug("ready to serve", zap.Duration("after", time.Since(start)))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Warn("serving before the agent is ready", zap.Duration("waited", time.Since(start)), zap.Error(why))
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// servableErr says why the agent should not serve yet, or nil.
+func (a *Agent) servableErr() error {
+	if !a.ready.Load() {
+		return errors.New("configuration not applied yet")
+	}
+	if a.certs == nil {
+		return nil
+	}
+	var pending []string
+	for _, c := range a.certs.Status() {
+		if c.NotAfter.IsZero() {
+			pending = append(pending, c.Identity)
+		}
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("certificates pending for %v", pending)
+	}
+	return nil
 }
 
 // Names of the listeners handed from agent to agent.

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -28,6 +29,29 @@ services:
   - {name: product, namespace: shop, clusterIP: 10.96.0.10, selector: {app: product}, ports: [{name: http, port: 80, targetPort: 8080}]}
 `
 
+// bulkServices is n Services with one endpoint each (addresses nothing
+// listens on): a configuration big enough that a starting agent takes a
+// while to apply it, which is when it must not serve yet.
+func bulkServices(n int) []byte {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: Service
+metadata: {name: bulk-%[1]d, namespace: shop}
+spec: {clusterIP: 10.97.%[2]d.%[3]d, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: bulk-%[1]d, namespace: shop, labels: {kubernetes.io/service-name: bulk-%[1]d}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.250.%[2]d.%[3]d]}]
+`, i, i/250, i%250+1)
+	}
+	return []byte(b.String())
+}
+
 // upgradedAgent builds the agent again as another version, for the upgrade.
 func upgradedAgent(t *testing.T) string {
 	t.Helper()
@@ -43,6 +67,9 @@ func TestPrivilegedHitlessRestart(t *testing.T) {
 	e := newMeshEnv(t, restartTopology, []string{"--drain-timeout", "30s"})
 	next := upgradedAgent(t)
 	linksBefore := e.status("node-a").Programs
+	require.NoError(t, e.lab.SetObjects(bulkServices(1000)))
+	require.Eventually(t, func() bool { return e.status("node-a").Config.Objects["Service"] == 1001 },
+		30*time.Second, 100*time.Millisecond, "the big configuration applied")
 
 	type result struct {
 		name string
@@ -94,6 +121,14 @@ func TestPrivilegedHitlessRestart(t *testing.T) {
 			require.Equal(t, 3600, l.ByStatus["200"], "%s: no failed request: %+v %s", r.name, l.ByStatus, l.FirstError)
 			require.Zero(t, l.Errors, "%s: no reset connection: %s", r.name, l.FirstError)
 		}
+	}
+	// The new agents served only once configured: no request was answered
+	// without knowing its source.
+	for _, node := range []string{"node-a", "node-b"} {
+		metrics, err := e.lab.ExecNode(context.Background(), node, "curl", "-sf", "--max-time", "5", "http://127.0.0.1:15020/metrics")
+		require.NoError(t, err)
+		require.Contains(t, string(metrics), `source_workload="client"`, node)
+		require.NotContains(t, string(metrics), `source_workload="unknown"`, "%s served requests before its configuration applied", node)
 	}
 	st := e.status("node-a")
 	require.Equal(t, "next-test", st.Version, "the upgraded build serves")

@@ -19,7 +19,7 @@ import (
 )
 
 func addLabCommands(root *cobra.Command, g *globalFlags) {
-	root.AddCommand(newUpCommand(g), newDownCommand(g), newExecCommand(g), newStatusCommand(g))
+	root.AddCommand(newUpCommand(g), newDownCommand(g), newExecCommand(g), newStatusCommand(g), newApplyCommand(g), newRestartAgentCommand(g))
 }
 
 func (g *globalFlags) options() lab.Options {
@@ -150,6 +150,61 @@ exits with its status. POD is namespace/name, or a name if unique.`,
 			return l.Attach(context.Background(), args[0], os.Stdin, os.Stdout, os.Stderr, args[1:]...)
 		},
 	}
+}
+
+func newApplyCommand(g *globalFlags) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE [-f FILE...]",
+		Short: "Replace the lab's extra objects (HTTPRoutes, AuthorizationPolicies, ...) with those of the files",
+		Long: `apply sets the Kubernetes objects the lab serves beside its pods and services
+(the topology's "objects"): the agents see the change as a Kubernetes watch
+would. Objects of earlier applies that the files do not hold are removed;
+"apply" with an empty file removes them all.`,
+		Example: `  skein-lab apply -f scripts/topologies/demo-routes.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return errors.New("-f: give at least one file")
+			}
+			l, err := lab.Open(g.options())
+			if err != nil {
+				return err
+			}
+			var docs [][]byte
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, b)
+			}
+			return l.SetObjects(docs...)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "file of YAML documents (repeatable)")
+	return cmd
+}
+
+func newRestartAgentCommand(g *globalFlags) *cobra.Command {
+	var bin string
+	cmd := &cobra.Command{
+		Use:   "restart-agent NODE [--agent BINARY]",
+		Short: "Start a new agent on a node beside the running one, as a rolling upgrade does",
+		Long: `restart-agent starts a new agent on NODE while the current one runs: the new
+agent takes the old one's listening sockets and pinned programs, and the old
+one drains its connections and exits. --agent upgrades to another build.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := lab.Open(g.options())
+			if err != nil {
+				return err
+			}
+			return l.StartAgentSuccessor(args[0], bin)
+		},
+	}
+	cmd.Flags().StringVar(&bin, "agent", "", "path to the new skein-agent (default: the lab's)")
+	return cmd
 }
 
 func newStatusCommand(g *globalFlags) *cobra.Command {

@@ -25,8 +25,8 @@ const (
 	upgradePath     = "/upgrade"
 	upgradeProtocol = "skein-echo"
 	// maxUpgradeLifetime bounds an upgraded connection, which otherwise
-	// lives as long as the client keeps it open.
-	maxUpgradeLifetime = 10 * time.Minute
+	// lives as long as the client keeps it open; longer than the soak.
+	maxUpgradeLifetime = time.Hour
 	// maxPodNameLen bounds the "<pod>:" prefix the client reads: a DNS
 	// label is at most 63 bytes, a host name 253.
 	maxPodNameLen = 253

@@ -253,7 +253,7 @@ func (p *Proxy) newHTTPServer() *http.Server {
 			MaxReadFrameSize:     1 << 20,
 			CountError:           p.countH2Error(ListenerOutbound),
 		},
-		ErrorLog: zap.NewStdLog(p.log.Named("http")),
+		ErrorLog: p.serverErrorLog(ListenerOutbound, p.log.Named("http")),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if ci, ok := c.(*connInfo); ok {
 				return context.WithValue(context.WithValue(ctx, connInfoKey, ci), guardKey{}, &ci.guard)
@@ -575,11 +575,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(reqStateKey).(*reqState)
 	code, flag := http.StatusBadGateway, FlagUpstreamReset
+	bodyCode, bodyErr, clientFailed := clientBodyError(r, err)
 	switch {
-	case errors.Is(err, errBodyTimeout):
-		code, flag = http.StatusRequestTimeout, FlagDownstreamProtocol
-	case errors.Is(err, errBadBody):
-		code, flag = http.StatusBadRequest, FlagDownstreamProtocol
+	case clientFailed:
+		code, flag, err = bodyCode, FlagDownstreamProtocol, bodyErr
 	case errors.Is(err, balancer.ErrNoEndpoints):
 		code, flag = http.StatusServiceUnavailable, FlagNoHealthyUpstream
 	case errors.Is(err, balancer.ErrOverflow):
@@ -596,7 +595,11 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if st != nil {
 		st.rec.addFlag(flag)
 		st.rec.Err = err
-		p.respond(w, st.rec, code, fmt.Sprintf("upstream: %v", cleanErr(err)))
+		msg := "upstream: " + cleanErr(err)
+		if clientFailed {
+			msg = cleanErr(err)
+		}
+		p.respond(w, st.rec, code, msg)
 		return
 	}
 	w.WriteHeader(code)

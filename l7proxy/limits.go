@@ -2,13 +2,16 @@ package l7proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,15 +266,56 @@ type connGuard struct {
 	// reset before the proxy answered.
 	streams, earlyResets atomic.Int32
 	closed               atomic.Bool
+	// h2 stops the HTTP/1 head scan.
+	h2 atomic.Bool
+	// clLines counts Content-Length lines seen in HTTP/1 request heads
+	// and not yet matched with a request; clMatch is the scan's state
+	// across reads (reading goroutine only).
+	clLines atomic.Int32
+	clMatch int
+}
+
+// clPattern starts a Content-Length header line, lower-cased.
+const clPattern = "\ncontent-length:"
+
+// scanHead counts Content-Length header lines in bytes read while no
+// handler runs, i.e. in request heads. net/http drops Content-Length
+// when Transfer-Encoding is present (RFC 9112 6.3) without closing the
+// connection, which is what request smuggling through a front proxy that
+// believes Content-Length needs; the count lets the proxy refuse such
+// requests and close instead.
+func (g *connGuard) scanHead(b []byte) {
+	m := g.clMatch
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		switch {
+		case c == clPattern[m]:
+			m++
+			if m == len(clPattern) {
+				g.clLines.Add(1)
+				m = 0
+			}
+		case c == '\n':
+			m = 1
+		default:
+			m = 0
+		}
+	}
+	g.clMatch = m
 }
 
 type guardKey struct{}
 
 // observeRead notes a read on the client connection, and counts a read
 // deadline that cut a request in the middle of its headers.
-func (g *connGuard) observeRead(n int, err error) {
+func (g *connGuard) observeRead(b []byte, n int, err error) {
 	if n > 0 && g.active.Load() == 0 {
 		g.partial.Store(true)
+		if !g.h2.Load() {
+			g.scanHead(b[:n])
+		}
 	}
 	if err != nil && g.partial.Load() && g.active.Load() == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		g.partial.Store(false)
@@ -303,7 +347,7 @@ func (g *connGuard) observeWrite(b []byte) {
 // Read and Write observe the client connection for connGuard.
 func (c *connInfo) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	c.guard.observeRead(n, err)
+	c.guard.observeRead(b, n, err)
 	return n, err
 }
 
@@ -314,14 +358,15 @@ func (c *connInfo) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-// countH2Error is net/http's HTTP/2 CountError hook.
+// countH2Error is net/http's HTTP/2 CountError hook. It counts only
+// net/http's own rapid-reset guard: the other errors it reports are
+// counted once per connection through the server's error log, since
+// CountError also sees stream errors and cannot tell them apart.
 func (p *Proxy) countH2Error(l Listener) func(string) {
 	return func(errType string) {
-		r := RejectH2Protocol
 		if errType == "too_many_early_resets" {
-			r = RejectH2ResetFlood
+			p.reject(l, RejectH2ResetFlood, "", errType)
 		}
-		p.reject(l, r, "", errType)
 	}
 }
 
@@ -341,7 +386,11 @@ func (p *Proxy) guardHandler(l Listener, next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("skein: request URI is %d bytes, more than the limit of %d", len(r.RequestURI), max), http.StatusRequestURITooLong)
 			return
 		}
+		if g != nil && r.ProtoMajor == 1 && !g.checkFraming(w, r) {
+			return
+		}
 		if g != nil && r.ProtoMajor == 2 {
+			g.h2.Store(true)
 			g.streams.Add(1)
 			if r.Context().Err() != nil {
 				// Reset before its handler even ran: nothing goes upstream.
@@ -349,16 +398,51 @@ func (p *Proxy) guardHandler(l Listener, next http.Handler) http.Handler {
 				return
 			}
 		}
-		if t := p.cfg.HTTP.BodyReadTimeout; t > 0 && r.Body != nil && r.Body != http.NoBody {
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: t,
+		t := p.cfg.HTTP.BodyReadTimeout
+		hasBody := r.Body != nil && r.Body != http.NoBody
+		var db *deadlineBody
+		if t > 0 && hasBody {
+			db = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: t,
 				p: p, l: l, client: clientOf(g), chunked: r.ProtoMajor == 1 && len(r.TransferEncoding) > 0}
+			r.Body = db
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, db))
 		}
 		start := time.Now()
 		next.ServeHTTP(w, r)
+		if t > 0 && hasBody && r.ProtoMajor == 1 && !db.eof.Load() {
+			// net/http reads what is left of the body after the handler,
+			// without a deadline: bound it.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(t))
+		}
 		if g != nil && r.ProtoMajor == 2 && r.Context().Err() != nil && time.Since(start) < time.Second {
 			g.earlyReset(r)
 		}
 	})
+}
+
+// checkFraming refuses an HTTP/1 request that came with both
+// Content-Length and Transfer-Encoding, answering 400 and closing the
+// connection so that nothing after it is read as a request. It matches
+// the Content-Length lines the head scan saw with the requests that had
+// one, in order.
+func (g *connGuard) checkFraming(w http.ResponseWriter, r *http.Request) bool {
+	seen := g.clLines.Load()
+	if seen <= 0 {
+		return true
+	}
+	if len(r.TransferEncoding) > 0 {
+		g.clLines.Store(0)
+		g.p.reject(g.listener, RejectBadRequest, g.client, "both Content-Length and Transfer-Encoding")
+		w.Header().Set("Connection", "close")
+		http.Error(w, "skein: bad request: both Content-Length and Transfer-Encoding (RFC 9112 6.3)", http.StatusBadRequest)
+		// Read nothing more: net/http would read the rest of the body.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		return false
+	}
+	if len(r.Header["Content-Length"]) > 0 {
+		g.clLines.Add(-1)
+	}
+	return true
 }
 
 func clientOf(g *connGuard) string {
@@ -394,7 +478,8 @@ var (
 // deadlineBody bounds the time between two reads of a request body that
 // return data: each read pushes the connection's (HTTP/1) or stream's
 // (HTTP/2) read deadline forward, at most every half timeout; the end of
-// the body clears it, so that a long response is not cut.
+// the body clears it, so that a long response is not cut. A deadline that
+// expired stays: the connection is not read from again.
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
@@ -404,47 +489,98 @@ type deadlineBody struct {
 	l       Listener
 	client  string
 	chunked bool
-	set     atomic.Bool // a deadline was set
-	done    atomic.Bool
+	eof     atomic.Bool
+	// failed is errBodyTimeout or errBadBody once the client failed.
+	failed atomic.Pointer[error]
+}
+
+type bodyKey struct{}
+
+// clientBodyError says how to answer a request whose forwarding failed
+// because the client's body did: 408 for a body too slow, 400 for a
+// malformed one. net/http may cancel the request's context when its
+// connection read fails, so the error handler's error alone cannot tell.
+func clientBodyError(r *http.Request, err error) (code int, cause error, ok bool) {
+	db, _ := r.Context().Value(bodyKey{}).(*deadlineBody)
+	if db != nil {
+		if f := db.failed.Load(); f != nil {
+			err = *f
+		}
+	}
+	switch {
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout, err, true
+	case errors.Is(err, errBadBody):
+		return http.StatusBadRequest, err, true
+	}
+	return 0, nil, false
 }
 
 func (b *deadlineBody) Read(buf []byte) (int, error) {
-	if now := time.Now(); now.After(b.next) && !b.done.Load() {
+	if now := time.Now(); now.After(b.next) && !b.eof.Load() && b.failed.Load() == nil {
 		if err := b.rc.SetReadDeadline(now.Add(b.timeout)); err == nil {
 			b.next = now.Add(b.timeout / 2)
-			b.set.Store(true)
 		}
 	}
 	n, err := b.ReadCloser.Read(buf)
 	if err == nil {
 		return n, nil
 	}
-	b.clear()
 	switch {
 	case errors.Is(err, io.EOF):
+		if b.eof.CompareAndSwap(false, true) && !b.next.IsZero() {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		b.p.reject(b.l, RejectReadTimeout, b.client, "request body idle for "+b.timeout.String())
 		err = fmt.Errorf("%w (%s): %w", errBodyTimeout, b.timeout, err)
+		if b.failed.CompareAndSwap(nil, &err) {
+			b.p.reject(b.l, RejectReadTimeout, b.client, "request body idle for "+b.timeout.String())
+		}
 	case b.chunked && !errors.Is(err, io.ErrUnexpectedEOF) && !isNetError(err):
-		b.p.reject(b.l, RejectBadRequest, b.client, err.Error())
 		err = fmt.Errorf("%w: %w", errBadBody, err)
+		if b.failed.CompareAndSwap(nil, &err) {
+			b.p.reject(b.l, RejectBadRequest, b.client, err.Error())
+		}
 	}
 	return n, err
-}
-
-func (b *deadlineBody) Close() error {
-	b.clear()
-	return b.ReadCloser.Close()
-}
-
-// clear drops the read deadline once the body is done with.
-func (b *deadlineBody) clear() {
-	if b.done.CompareAndSwap(false, true) && b.set.Load() {
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
 }
 
 func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrBodyReadAfterClose)
+}
+
+// serverErrorLog is the ErrorLog of the proxy's HTTP servers. It counts
+// what net/http reports only there: HTTP/2 connections closed for a
+// protocol error (a GOAWAY with an error code, continuation floods and
+// header blocks too large included) and clients that never sent their
+// HTTP/2 SETTINGS. Counted lines go to the debug log with the rejection;
+// the rest stay at info.
+func (p *Proxy) serverErrorLog(l Listener, log *zap.Logger) *stdlog.Logger {
+	return stdlog.New(serverErrorWriter{p: p, l: l, log: log}, "", 0)
+}
+
+type serverErrorWriter struct {
+	p   *Proxy
+	l   Listener
+	log *zap.Logger
+}
+
+func (w serverErrorWriter) Write(b []byte) (int, error) {
+	s := strings.TrimSpace(string(b))
+	switch {
+	case strings.HasPrefix(s, "http2: server connection error from "):
+		// ENHANCE_YOUR_CALM is net/http's own rapid-reset guard, counted
+		// by CountError as h2_reset_flood.
+		if !strings.Contains(s, "ENHANCE_YOUR_CALM") {
+			w.p.reject(w.l, RejectH2Protocol, "", s)
+		}
+	case strings.HasPrefix(s, "http2: server closing client connection: "):
+		w.p.reject(w.l, RejectH2Protocol, "", s)
+	case strings.HasPrefix(s, "timeout waiting for SETTINGS frames"):
+		w.p.reject(w.l, RejectReadTimeout, "", s)
+	default:
+		w.log.Info(s)
+	}
+	return len(b), nil
 }

@@ -2,7 +2,6 @@ package l7proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -177,32 +176,40 @@ func (p *Proxy) roundTripRemote(req *http.Request, hp hopPlan, h2 bool) (*http.R
 // local pod it targets and forwards it. local maps the TLS server name a
 // peer asks for to a local workload identity.
 func (p *Proxy) ServeTunnel(ln net.Listener, certs tunnel.Certs, local func(sni string) (spiffe.ID, bool)) error {
+	tlsCfg := tunnel.ServerTLS(certs, local)
+	tl := p.newTunnelListener(ln, tlsCfg)
+	var protos http.Protocols
+	protos.SetHTTP2(true) // peers speak HTTP/2 only: less to attack
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(p.serveTunnel),
-		TLSConfig:         tunnel.ServerTLS(certs, local),
+		Handler:           p.guardHandler(ListenerTunnel, http.HandlerFunc(p.serveTunnel)),
+		TLSConfig:         tlsCfg,
+		Protocols:         &protos,
 		ReadHeaderTimeout: p.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    p.cfg.HTTP.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: p.cfg.HTTP.MaxConcurrentStreams,
 			MaxReadFrameSize:     1 << 20,
+			CountError:           p.countH2Error(ListenerTunnel),
 		},
-		ErrorLog: zap.NewStdLog(p.log.Named("tunnel")),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				p.stats.TunnelConns.Add(1)
+		ErrorLog: p.serverErrorLog(ListenerTunnel, p.log.Named("tunnel")),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if g := tl.guardOf(c); g != nil {
+				return context.WithValue(ctx, guardKey{}, g)
 			}
+			return ctx
 		},
+		ConnState: tl.connState,
 	}
 	p.mu.Lock()
 	if p.closing {
 		p.mu.Unlock()
-		ln.Close()
+		tl.Close()
 		return ErrClosed
 	}
 	p.tunnelSrv = srv
 	p.mu.Unlock()
-	err := srv.Serve(tls.NewListener(ln, srv.TLSConfig))
+	err := srv.Serve(tl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrClosed
 	}
@@ -362,7 +369,13 @@ func (p *Proxy) serveTunnelHTTP(w http.ResponseWriter, r *http.Request, rec *Req
 		ModifyResponse: flushStreams,
 		BufferPool:     reverseBufferPool{},
 		ErrorLog:       zap.NewStdLog(p.log.Named("tunnel")),
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if code, cause, ok := clientBodyError(r, err); ok {
+				rec.addFlag(FlagDownstreamProtocol)
+				rec.Err = cause
+				p.respond(w, rec, code, cleanErr(cause))
+				return
+			}
 			code, flag := http.StatusBadGateway, FlagUpstreamReset
 			if isDialError(err) {
 				code, flag = http.StatusServiceUnavailable, FlagUpstreamConnect

@@ -116,6 +116,21 @@ func ServerTLS(certs Certs, local func(sni string) (spiffe.ID, bool)) *tls.Confi
 			_, err := verifyChain(raw, certs.Roots(), x509.ExtKeyUsageClientAuth)
 			return err
 		},
+		// A chain that verifies may still name another trust domain: the
+		// peer must be of the local workload's.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: no certificate", ErrPeerIdentity)
+			}
+			peer, err := spiffe.FromCert(cs.PeerCertificates[0])
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrPeerIdentity, err)
+			}
+			if id, ok := local(cs.ServerName); !ok || peer.TrustDomain != id.TrustDomain {
+				return fmt.Errorf("%w: peer %s is not of trust domain %q", ErrPeerIdentity, peer, id.TrustDomain)
+			}
+			return nil
+		},
 	}
 }
 

@@ -233,6 +233,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.proxy, err = l7proxy.New(l7proxy.Config{
 		Tracing:         l7proxy.Tracing{Tracer: a.tracing.Tracer, Propagator: a.tracing.Propagator},
 		ConnectTimeout:  a.cfg.ConnectTimeout,
+		HTTP:            a.cfg.proxyHTTP(),
+		Limits:          a.cfg.proxyLimits(),
 		Tunnel:          a.tunnel,
 		TunnelPort:      a.cfg.TunnelPort,
 		Authorizer:      a,

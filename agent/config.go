@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinmesh/skein/l7proxy"
 	"github.com/skeinmesh/skein/telemetry/accesslog"
 )
 
@@ -111,6 +112,34 @@ type Config struct {
 	// a namespace label skein.io/mtls-mode overrides it. STRICT implies
 	// FailClosed.
 	Mode string
+
+	// Limits keep one noisy or hostile client from starving the node's
+	// other pods. For each, zero takes the proxy's default (in brackets);
+	// for the counts, a negative value turns the limit off.
+	// MaxHeaderBytes bounds request headers, request line included
+	// (431) [64 KiB].
+	MaxHeaderBytes int
+	// MaxURIBytes bounds a request URI (414) [16 KiB].
+	MaxURIBytes int
+	// MaxConcurrentStreams per HTTP/2 client connection [1000].
+	MaxConcurrentStreams int
+	// MaxConnsPerSource bounds the open outbound connections of one
+	// source workload [1024].
+	MaxConnsPerSource int
+	// MaxTunnelConnsPerPeer bounds the open tunnel connections of one
+	// peer SPIFFE identity [1024].
+	MaxTunnelConnsPerPeer int
+	// MaxEarlyResets is how many HTTP/2 streams a connection may reset
+	// before they are answered, once they are most of its streams [200].
+	MaxEarlyResets int
+	// ReadHeaderTimeout bounds reading request headers [10s].
+	ReadHeaderTimeout time.Duration
+	// BodyReadTimeout bounds the wait for more of a request body [60s].
+	BodyReadTimeout time.Duration
+	// IdleTimeout closes idle client connections [5m].
+	IdleTimeout time.Duration
+	// TunnelHandshakeTimeout bounds a tunnel TLS handshake [10s].
+	TunnelHandshakeTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -195,7 +224,24 @@ func (c *Config) validate() error {
 	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 || c.CertTTL < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
+	if c.ReadHeaderTimeout < 0 || c.BodyReadTimeout < 0 || c.IdleTimeout < 0 || c.TunnelHandshakeTimeout < 0 {
+		errs = append(errs, errors.New("--read-header-timeout, --body-read-timeout, --idle-timeout and --tunnel-handshake-timeout must not be negative"))
+	}
+	if c.MaxHeaderBytes < 0 || c.MaxConcurrentStreams < 0 {
+		errs = append(errs, errors.New("--max-header-bytes and --max-concurrent-streams must not be negative"))
+	}
 	return errors.Join(errs...)
+}
+
+// proxyHTTP and proxyLimits are the proxy's limits from the flags.
+func (c *Config) proxyHTTP() l7proxy.HTTPConfig {
+	return l7proxy.HTTPConfig{MaxHeaderBytes: c.MaxHeaderBytes, MaxURIBytes: c.MaxURIBytes, MaxConcurrentStreams: c.MaxConcurrentStreams,
+		ReadHeaderTimeout: c.ReadHeaderTimeout, BodyReadTimeout: c.BodyReadTimeout, IdleTimeout: c.IdleTimeout}
+}
+
+func (c *Config) proxyLimits() l7proxy.Limits {
+	return l7proxy.Limits{MaxConnsPerSource: c.MaxConnsPerSource, MaxConnsPerPeer: c.MaxTunnelConnsPerPeer,
+		MaxEarlyResets: c.MaxEarlyResets, HandshakeTimeout: c.TunnelHandshakeTimeout}
 }
 
 // accessLogFilter is the access log's filter configuration.

@@ -33,6 +33,7 @@ func (a *Agent) registerMetrics() {
 			"authz_decisions":     telemetry.NewAuthzDecisions(a),
 			"trace_spans_dropped": telemetry.NewTraceSpansDropped(a),
 			"accesslog_dropped":   telemetry.NewAccessLogDropped(a),
+			"proxy_rejected":      telemetry.NewProxyRejected(a),
 		}),
 	)
 }

@@ -23,7 +23,8 @@ func (c BPFMapMaxEntries) Describe(ch chan<- *prometheus.Desc) { ch <- bpfMapMax
 func (c BPFMapMaxEntries) Update(ch chan<- prometheus.Metric) error {
 	maps, err := c.src.MapFill()
 	for _, m := range maps {
-		if m.Entries >= 0 {
+		// A map without a fixed size (socket storage) has no fill ratio.
+		if m.Entries >= 0 && m.MaxEntries > 0 {
 			ch <- prometheus.MustNewConstMetric(bpfMapMaxEntriesDesc, prometheus.GaugeValue, float64(m.MaxEntries), m.Name)
 		}
 	}

@@ -38,10 +38,43 @@ func (f *fakeAgent) CertExpiries() map[string]time.Time {
 }
 func (f *fakeAgent) AuthzDecisions() (uint64, uint64) { return 100, 4 }
 
+// fakeTCP serves two label sets: a source's connects over the tunnel, with
+// both histograms, and a destination's accepted connections, which have no
+// connect time.
+type fakeTCP struct{ err error }
+
+var testBounds = []float64{0.001, 0.01, 0.1}
+
+func (f fakeTCP) TCPSeries() ([]TCPSeries, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return []TCPSeries{
+		{
+			Labels: TCPLabels{Reporter: "source", SourceWorkload: "client", SourceNamespace: "shop",
+				DestinationService: "product.shop.svc.cluster.local", DestinationWorkload: "product", DestinationNamespace: "shop",
+				SecurityPolicy: "mutual_tls"},
+			Stats: TCPStats{Opened: 10, Closed: 9, Failed: 2, Retransmits: 3, ResetsSent: 1, ResetsReceived: 4,
+				SentBytes: 5000, ReceivedBytes: 700,
+				RTT:     Histogram{Bounds: testBounds, Counts: []uint64{2, 11, 12}, Count: 12, Sum: 0.0345},
+				Connect: Histogram{Bounds: testBounds, Counts: []uint64{1, 9, 10}, Count: 10, Sum: 0.021}},
+		},
+		{
+			Labels: TCPLabels{Reporter: "destination", DestinationWorkload: "product", DestinationNamespace: "shop",
+				SecurityPolicy: "none"},
+			Stats: TCPStats{Opened: 1, SentBytes: 20, ReceivedBytes: 30,
+				RTT:     Histogram{Bounds: testBounds, Counts: []uint64{1, 1, 1}, Count: 1, Sum: 0.0002},
+				Connect: Histogram{Bounds: testBounds, Counts: []uint64{0, 0, 0}}},
+		},
+	}, nil
+}
+
 // TestCollectorsGolden compares every agent-health collector with its
 // golden file (testdata/<name>.prom); -update rewrites them.
 func TestCollectorsGolden(t *testing.T) {
-	f := &fakeAgent{maps: []MapFill{{Name: "members", Entries: 3, MaxEntries: 16384}, {Name: "sock_origin", Entries: -1, MaxEntries: 0}}}
+	f := &fakeAgent{maps: []MapFill{{Name: "members", Entries: 3, MaxEntries: 16384}, {Name: "sock_origin", Entries: -1, MaxEntries: 0},
+		{Name: "flow_sk", Entries: 7, MaxEntries: 0}}}
+	tcp := fakeTCP{}
 	tests := []struct {
 		name    string
 		c       Collector
@@ -58,6 +91,16 @@ func TestCollectorsGolden(t *testing.T) {
 		{"config_applied", NewConfigApplied(f), []string{"skein_config_applied_timestamp_seconds"}},
 		{"certificate_expiry", NewCertificateExpiry(f), []string{"skein_certificate_expiry_timestamp_seconds"}},
 		{"authz_decisions", NewAuthzDecisions(f), []string{"skein_authz_decisions_total"}},
+		{"tcp_connections_opened", NewTCPConnectionsOpened(tcp), []string{"skein_tcp_connections_opened_total"}},
+		{"tcp_connections_closed", NewTCPConnectionsClosed(tcp), []string{"skein_tcp_connections_closed_total"}},
+		{"tcp_connections_failed", NewTCPConnectionsFailed(tcp), []string{"skein_tcp_connections_failed_total"}},
+		{"tcp_sent_bytes", NewTCPSentBytes(tcp), []string{"skein_tcp_sent_bytes_total"}},
+		{"tcp_received_bytes", NewTCPReceivedBytes(tcp), []string{"skein_tcp_received_bytes_total"}},
+		{"tcp_retransmits", NewTCPRetransmits(tcp), []string{"skein_tcp_retransmits_total"}},
+		{"tcp_resets", NewTCPResets(tcp), []string{"skein_tcp_resets_total"}},
+		{"tcp_rtt", NewTCPRTT(tcp), []string{"skein_tcp_rtt_seconds"}},
+		{"tcp_connect_duration", NewTCPConnectDuration(tcp), []string{"skein_tcp_connect_duration_seconds"}},
+		{"tcp_failing", NewTCPRTT(fakeTCP{err: errors.New("flows not loaded")}), []string{"skein_tcp_rtt_seconds", "skein_scrape_collector_success"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +175,10 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		"config_generation": NewConfigGeneration(f), "config_rejected": NewConfigRejected(f),
 		"config_updates": NewConfigUpdates(f), "config_applied": NewConfigApplied(f), "certificate_expiry": NewCertificateExpiry(f),
 		"authz_decisions": NewAuthzDecisions(f), "ringbuf_lost": NewRingbufLost(f),
+		"tcp_connections_opened": NewTCPConnectionsOpened(fakeTCP{}), "tcp_connections_closed": NewTCPConnectionsClosed(fakeTCP{}),
+		"tcp_connections_failed": NewTCPConnectionsFailed(fakeTCP{}), "tcp_sent_bytes": NewTCPSentBytes(fakeTCP{}),
+		"tcp_received_bytes": NewTCPReceivedBytes(fakeTCP{}), "tcp_retransmits": NewTCPRetransmits(fakeTCP{}),
+		"tcp_resets": NewTCPResets(fakeTCP{}), "tcp_rtt": NewTCPRTT(fakeTCP{}), "tcp_connect_duration": NewTCPConnectDuration(fakeTCP{}),
 	}), BuildInfo{Version: "1", Commit: "c"})
 	mfs, err := reg.Gather()
 	require.NoError(t, err)

@@ -37,17 +37,38 @@ func (id ID) Principal() string { return strings.TrimPrefix(id.String(), "spiffe
 // IsZero reports whether the ID is empty.
 func (id ID) IsZero() bool { return id == ID{} }
 
-// Parse parses spiffe://<td>/ns/<ns>/sa/<sa>.
+// Parse parses spiffe://<td>/ns/<ns>/sa/<sa> with the SPIFFE ID
+// specification's character sets: a trust domain of lower-case letters,
+// digits, '.', '-' and '_', path segments of letters, digits, '.', '-' and
+// '_', and nothing else (no port, user, query, fragment or
+// percent-encoding, which would let two strings name one ID).
 func Parse(s string) (ID, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "spiffe" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return ID{}, fmt.Errorf("%w: %q", ErrNotSPIFFE, s)
+	rest, ok := strings.CutPrefix(s, "spiffe://")
+	td, path, _ := strings.Cut(rest, "/")
+	if !ok || td == "" || !validChars(td, false) {
+		return ID{}, fmt.Errorf("%w: %q: want spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, "+
+			"the trust domain of lower-case letters, digits, '.', '-' and '_'", ErrNotSPIFFE, s)
 	}
-	parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || parts[1] == "" || parts[3] == "" {
-		return ID{}, fmt.Errorf("%w: %q: want spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>", ErrNotSPIFFE, s)
+	parts := strings.Split(path, "/")
+	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" || !validSegment(parts[1]) || !validSegment(parts[3]) {
+		return ID{}, fmt.Errorf("%w: %q: want spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, "+
+			"each of letters, digits, '.', '-' and '_'", ErrNotSPIFFE, s)
 	}
-	return ID{TrustDomain: u.Host, Namespace: parts[1], ServiceAccount: parts[3]}, nil
+	return ID{TrustDomain: td, Namespace: parts[1], ServiceAccount: parts[3]}, nil
+}
+
+func validSegment(s string) bool { return s != "" && s != "." && s != ".." && validChars(s, true) }
+
+func validChars(s string, upper bool) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+		case upper && c >= 'A' && c <= 'Z':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // FromCert returns the ID in a certificate's single URI SAN, as the SPIFFE

@@ -10,6 +10,9 @@ GOTESTFLAGS ?=
 TESTTIMEOUT ?= 40m
 # The soak e2e test: 2 minutes in make test, 20 in make soak.
 SOAK        ?= 2m
+# Each fuzz target runs FUZZTIME in make fuzz, FUZZTESTTIME in make test.
+FUZZTIME     ?= 3m
+FUZZTESTTIME ?= 8s
 BENCHTIME   ?= 1s
 BENCHCOUNT  ?= 6
 BENCHPKGS   ?= ./...
@@ -22,7 +25,7 @@ TOPOLOGY    ?= scripts/topologies/demo.yaml
 BINARIES    := skein-agent agentctl skein-lab
 
 .DEFAULT_GOAL := help
-.PHONY: help deps generate check-generate build test test-unit test-privileged lint soak bench demo demo-down clean
+.PHONY: help deps generate check-generate build test test-unit test-privileged lint fuzz soak bench demo demo-down clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +53,10 @@ lint: ## go vet, gofmt and the generate-diff check.
 
 test: deps lint ## Every test; privileged ones run when root (installs missing packages first).
 	SKEIN_SOAK=$(SOAK) $(GO) test -timeout $(TESTTIMEOUT) $(GOTESTFLAGS) $(TESTPKGS)
+	FUZZTIME=$(FUZZTESTTIME) GO=$(GO) scripts/fuzz.sh
+
+fuzz: ## Run every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m); failing inputs land in testdata/fuzz.
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 test-unit: ## Unprivileged tests only (no root needed).
 	SKEIN_SKIP_PRIVILEGED=1 $(GO) test $(GOTESTFLAGS) $(TESTPKGS)

@@ -40,7 +40,7 @@ type hostileCA struct {
 
 var _ tunnel.Certs = (*hostileCA)(nil)
 
-func newHostileCA(t *testing.T, name string) *hostileCA {
+func newHostileCA(t testing.TB, name string) *hostileCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)

@@ -433,16 +433,48 @@ func (g *connGuard) checkFraming(w http.ResponseWriter, r *http.Request) bool {
 	if len(r.TransferEncoding) > 0 {
 		g.clLines.Store(0)
 		g.p.reject(g.listener, RejectBadRequest, g.client, "both Content-Length and Transfer-Encoding")
-		w.Header().Set("Connection", "close")
-		http.Error(w, "skein: bad request: both Content-Length and Transfer-Encoding (RFC 9112 6.3)", http.StatusBadRequest)
-		// Read nothing more: net/http would read the rest of the body.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		lingeringReject(w, http.StatusBadRequest, "skein: bad request: both Content-Length and Transfer-Encoding (RFC 9112 6.3)")
 		return false
 	}
 	if len(r.Header["Content-Length"]) > 0 {
 		g.clLines.Add(-1)
 	}
 	return true
+}
+
+// lingeringReject answers an HTTP/1 request and closes its connection
+// without reading another request from it: the answer, a FIN, then at
+// most a second of discarding what the client still sends, so that the
+// client reads the answer instead of a reset (a lingering close).
+func lingeringReject(w http.ResponseWriter, code int, msg string) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		w.Header().Set("Connection", "close")
+		http.Error(w, msg, code)
+		return
+	}
+	defer c.Close()
+	body := msg + "\n"
+	fmt.Fprintf(brw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\n\r\n%s", code, http.StatusText(code), len(body), body)
+	if brw.Flush() != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 256<<10))
+}
+
+// CloseWrite half-closes a client connection, which net/http uses to
+// linger after answering a request it refused (400, 431) so that the
+// client reads the answer rather than a reset.
+func (c *connInfo) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func clientOf(g *connGuard) string {

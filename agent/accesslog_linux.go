@@ -77,7 +77,11 @@ func (a *Agent) logRequest(r *l7proxy.RequestRecord) {
 	if r.Route != nil {
 		e.Route = r.Route.String()
 	}
-	e.Path = al.Redact(r.Path, e.Route)
+	path := r.Path
+	if r.Query != "" {
+		path += "?" + r.Query
+	}
+	e.Path = al.Redact(path, e.Route)
 	setWorkloads(e, r.Source, r.Dest, r.Service, r.PeerService)
 	al.Record(e)
 }

@@ -84,3 +84,25 @@ func TestAccessLogRecords(t *testing.T) {
 	b.logRequest(&l7proxy.RequestRecord{Code: 503})
 	b.closeAccessLog()
 }
+
+// TestAccessLogQueryRedaction checks that the query string the proxy saw
+// reaches the log only when redaction is "none".
+func TestAccessLogQueryRedaction(t *testing.T) {
+	for redaction, want := range map[string]string{"none": "/items?token=secret&page=2", "query": "/items", "": "/items"} {
+		t.Run("redaction "+redaction, func(t *testing.T) {
+			cfg := Config{AccessLogDir: t.TempDir(), NodeName: "node-a", AccessLogSampleRate: 1, AccessLogPathRedaction: redaction}
+			a := &Agent{cfg: cfg, log: zap.NewNop(), requests: telemetry.NewRequestMetrics()}
+			require.NoError(t, a.openAccessLog(context.Background()))
+			defer a.closeAccessLog()
+			a.RecordRequest(&l7proxy.RequestRecord{Start: time.Now(), Method: "GET", Path: "/items", Query: "token=secret&page=2",
+				Protocol: "http", Code: 200, Reporter: "source", RequestID: "r", Sampled: true})
+			var logs admin.Logs
+			require.Eventually(t, func() bool {
+				var err error
+				logs, err = a.Logs(admin.LogQuery{})
+				return err == nil && len(logs.Entries) == 1
+			}, 5*time.Second, 10*time.Millisecond)
+			require.Equal(t, want, logs.Entries[0].Path)
+		})
+	}
+}

@@ -40,6 +40,8 @@ type RequestRecord struct {
 	Method    string
 	Authority string
 	Path      string
+	// Query is the request's raw query string, without the '?'.
+	Query string
 	// Protocol is "http", "http2" or "grpc".
 	Protocol   string
 	Code       int
@@ -324,6 +326,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Authority: r.Host,
 		Path:      r.URL.Path,
+		Query:     r.URL.RawQuery,
 		Protocol:  protocolName(r),
 		Header:    r.Header,
 		Reporter:  ReporterSource,

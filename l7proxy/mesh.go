@@ -256,7 +256,7 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
 		Name: peerWorkloadName(r, peer)}
 	rec := &RequestRecord{
 		Start: time.Now(), Source: src, OrigDst: target, Upstream: target,
-		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Protocol: peerProtocol(r),
+		Method: r.Method, Authority: r.Host, Path: r.URL.Path, Query: r.URL.RawQuery, Protocol: peerProtocol(r),
 		Reporter: ReporterDestination, Security: SecurityMutualTLS, Header: r.Header,
 		PeerService: peerHeader(r, tunnel.PeerServiceHeader),
 	}

@@ -134,8 +134,11 @@ func TestPrivilegedAgentctl(t *testing.T) {
 		require.Regexp(t, `GET 10\.96\.0\.12/\s+503\s+UF`, out)
 		require.Contains(t, out, "agentctl endpoints")
 		out = ctl(t, "node-a", "endpoints", "--service", "broken")
-		require.Regexp(t, `shop/broken:80\s+10\.244\.1\.\d+:8080\s+shop/broken\s+node-a\s+healthy\s+\S+\s+0\s+1\s+1\s+0/1`, out,
-			"one request, one failure, one consecutive connect failure")
+		// The one request is tried three times (a failed connect is retried,
+		// DefaultConnectRetries), each on the only endpoint, which then waits
+		// out a connect backoff before it is picked again.
+		require.Regexp(t, `shop/broken:80\s+10\.244\.1\.\d+:8080\s+shop/broken\s+node-a\s+(healthy|UNREACHABLE, probe at \S+)\s+\S+\s+0\s+3\s+3\s+0/3`, out,
+			"three attempts, three failures, three consecutive connect failures")
 	})
 
 	t.Run("pod not captured (opt-out): workloads, diagnose and trace say why", func(t *testing.T) {

@@ -44,7 +44,7 @@ func TestPrivilegedCLI(t *testing.T) {
 	out2, err := run("up", "-q", "--no-agents", "-f", filepath.Join("..", "topologies", "demo.yaml"))
 	require.NoError(t, err, "%s", out2)
 	require.Contains(t, out2, "shop/product-v1  node-a  10.244.1.11")
-	require.Contains(t, out2, "shop/product  10.96.0.10")
+	require.Regexp(t, `shop/product\s+10\.96\.0\.10\s+80->8080`, out2)
 
 	status, err := run("status")
 	require.NoError(t, err, "%s", status)

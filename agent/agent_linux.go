@@ -66,10 +66,13 @@ type Agent struct {
 	// traceMaps and traces are the kernel event stream (agentctl trace).
 	traceMaps *trace.Maps
 	traces    *traceHub
-	failures  failureLog
-	certs     *identity.Manager // nil without a CA
-	tunnel    *tunnel.Client    // nil without a CA
-	authz     atomic.Pointer[authz.Engine]
+	// flow is the kernel flow telemetry; set by Run, its flows nil when
+	// the kernel refused them.
+	flow     *flowTelemetry
+	failures failureLog
+	certs    *identity.Manager // nil without a CA
+	tunnel   *tunnel.Client    // nil without a CA
+	authz    atomic.Pointer[authz.Engine]
 
 	applyMu sync.Mutex // serializes apply
 	state   atomic.Pointer[derived]
@@ -190,6 +193,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	a.startFlows()
+	defer func() {
+		if cerr := a.closeFlows(); cerr != nil {
+			a.log.Warn("close flow telemetry", zap.Error(cerr))
+		}
+	}()
 
 	// Listeners come from a running agent when there is one (a restart
 	// or an upgrade: no connect is refused meanwhile), else fresh.
@@ -285,6 +294,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		})
 	})
 	spawn("reconciler", a.reconcile)
+	spawn("flow pruner", a.runFlowPruner)
 	spawn("metrics server", metrics.Run)
 	if a.cfg.PprofAddr != "" {
 		spawn("pprof server", func(ctx context.Context) error { return servePprof(ctx, a.cfg.PprofAddr) })

@@ -23,7 +23,7 @@ import (
 // registerDebug adds the troubleshooting endpoints to the admin API.
 func (a *Agent) registerDebug(s *admin.Server) {
 	s.Handle("GET "+admin.APIVersion+"/bpf/maps", func(*http.Request) (any, error) {
-		return mapStatus(a.datapath.Maps()), nil
+		return a.allMaps(), nil
 	})
 	s.Handle("GET "+admin.APIVersion+"/bpf/maps/{name}", func(r *http.Request) (any, error) {
 		return a.mapDump(r.PathValue("name"))
@@ -79,13 +79,36 @@ func (a *Agent) mapDump(name string) (admin.MapDump, error) {
 	return out, nil
 }
 
-// programStats lists the attached programs with what the kernel counts of
-// their runs (run time only while kernel.bpf_stats_enabled is 1).
+// allMaps lists capture's maps and the flow telemetry's, with their fill.
+func (a *Agent) allMaps() []admin.Map {
+	all := a.datapath.Maps()
+	if a.flow != nil && a.flow.flows != nil {
+		for name, m := range a.flow.flows.Maps() {
+			all[name] = m
+		}
+	}
+	return mapStatus(all)
+}
+
+// programStats lists the attached programs, capture's and the flow
+// telemetry's, with what the kernel counts of their runs (run time only
+// while kernel.bpf_stats_enabled is 1).
 func (a *Agent) programStats() []admin.ProgramStats {
-	var out []admin.ProgramStats
+	var progs []admin.Program
 	for _, p := range a.datapath.Programs() {
-		ps := admin.ProgramStats{Program: admin.Program{Name: p.Name, ID: uint32(p.ID), LinkID: uint32(p.LinkID), Pinned: p.Pinned}}
-		if prog, err := ebpf.NewProgramFromID(p.ID); err == nil {
+		progs = append(progs, admin.Program{Name: p.Name, ID: uint32(p.ID), LinkID: uint32(p.LinkID), Pinned: p.Pinned})
+	}
+	if a.flow != nil && a.flow.flows != nil {
+		for _, p := range a.flow.flows.Programs() {
+			if p.Missing == "" {
+				progs = append(progs, admin.Program{Name: p.Name, ID: p.ID, LinkID: p.LinkID, Pinned: p.Pinned})
+			}
+		}
+	}
+	var out []admin.ProgramStats
+	for _, p := range progs {
+		ps := admin.ProgramStats{Program: p}
+		if prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(p.ID)); err == nil {
 			if info, err := prog.Info(); err == nil {
 				ps.Type = info.Type.String()
 			}

@@ -67,6 +67,7 @@ func (a *Agent) Status() admin.Status {
 		}
 		st.Certs = cs
 	}
+	st.Flows = a.flowStatus()
 	a.cfgMu.Lock()
 	st.Config = a.cfgStat
 	a.cfgMu.Unlock()

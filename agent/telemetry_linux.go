@@ -3,8 +3,10 @@
 package agent
 
 import (
+	"slices"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/skeinmesh/skein/l7proxy"
@@ -34,6 +36,16 @@ func (a *Agent) registerMetrics() {
 			"trace_spans_dropped": telemetry.NewTraceSpansDropped(a),
 			"accesslog_dropped":   telemetry.NewAccessLogDropped(a),
 			"proxy_rejected":      telemetry.NewProxyRejected(a),
+
+			"tcp_connections_opened": telemetry.NewTCPConnectionsOpened(a),
+			"tcp_connections_closed": telemetry.NewTCPConnectionsClosed(a),
+			"tcp_connections_failed": telemetry.NewTCPConnectionsFailed(a),
+			"tcp_sent_bytes":         telemetry.NewTCPSentBytes(a),
+			"tcp_received_bytes":     telemetry.NewTCPReceivedBytes(a),
+			"tcp_retransmits":        telemetry.NewTCPRetransmits(a),
+			"tcp_resets":             telemetry.NewTCPResets(a),
+			"tcp_rtt":                telemetry.NewTCPRTT(a),
+			"tcp_connect_duration":   telemetry.NewTCPConnectDuration(a),
 		}),
 	)
 }
@@ -46,13 +58,20 @@ var (
 	_ telemetry.ProxySource   = (*Agent)(nil)
 )
 
-// MapFill implements telemetry.MapSource.
+// MapFill implements telemetry.MapSource: the maps that fill up as
+// entries come and go (arrays are always "full" and the ring buffer reports
+// its losses separately), with the flow maps' own counts.
 func (a *Agent) MapFill() ([]telemetry.MapFill, error) {
 	var out []telemetry.MapFill
 	for _, m := range mapStatus(a.datapath.Maps()) {
+		switch m.Type {
+		case ebpf.Array.String(), ebpf.PerCPUArray.String(), ebpf.RingBuf.String():
+			continue
+		}
 		out = append(out, telemetry.MapFill{Name: m.Name, Entries: m.Entries, MaxEntries: int(m.MaxEntries)})
 	}
-	return out, nil
+	flows, err := a.flowMapFill()
+	return append(out, flows...), err
 }
 
 // CaptureVerdicts implements telemetry.CaptureSource.
@@ -142,6 +161,12 @@ func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 		l.DestinationService = r.PeerService
 	}
 	a.requests.Observe(&l, r.Duration, r.ReqBytes, r.RespBytes)
+	// A request answered with UF: the proxy's connect for it failed (an
+	// HTTP/1 or HTTP/2 request needs a connection only when the pool has
+	// none, so a UF request stands for at least one failed connect).
+	if slices.Contains(r.Flags, l7proxy.FlagUpstreamConnect) {
+		a.noteProxyConnectFailure(r.Source, r.OrigDst, r.Reporter)
+	}
 	a.noteRequestFailure(r)
 	a.logRequest(r)
 }
@@ -150,6 +175,10 @@ func (a *Agent) RecordRequest(r *l7proxy.RequestRecord) {
 // access log and, when failed, in diagnose's recent failures.
 func (a *Agent) RecordConnection(r l7proxy.ConnRecord) {
 	a.noteConnFailure(&r)
+	// Opaque TCP: UF and UT are set only when connecting failed.
+	if r.Flag == l7proxy.FlagUpstreamConnect || r.Flag == l7proxy.FlagUpstreamTimeout {
+		a.noteProxyConnectFailure(r.Source, r.OrigDst, r.Reporter)
+	}
 	a.logConnection(&r)
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/skeinmesh/skein/agent/admin"
 	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/bpf/flow"
 	"github.com/skeinmesh/skein/bpf/trace"
 	"github.com/skeinmesh/skein/l7proxy"
 )
@@ -190,17 +191,31 @@ func (h *traceHub) resolve(ev trace.Event) admin.TraceEvent {
 		}
 		return ""
 	}
-	if ev.Src.IsValid() {
-		out.Src, out.SrcPod = ev.Src.String(), podOf(ev.Src)
+	src, dst, orig := ev.Src, ev.Dst, ev.Orig
+	if flowEvent(ev.Kind) {
+		// The flow programs send the pod socket's own addresses (local,
+		// remote) and the aggregate's peer in orig: for a connect that
+		// capture redirected, the address the app dialed; for a connection
+		// the pod accepted, the client's address with the pod's port.
+		switch {
+		case orig == dst:
+			orig = netip.AddrPort{} // a connect straight to its destination
+		case orig.IsValid() && orig.Addr() == dst.Addr() && orig.Port() == src.Port():
+			// Inbound: show it as the connection goes, client first.
+			src, dst, orig = dst, src, netip.AddrPort{}
+		}
 	}
-	if ev.Dst.IsValid() {
-		out.Dst, out.DstPod = ev.Dst.String(), podOf(ev.Dst)
+	if src.IsValid() {
+		out.Src, out.SrcPod = src.String(), podOf(src)
 	}
-	if ev.Orig.IsValid() {
-		out.Orig = ev.Orig.String()
-		if s := d.table.Services[ev.Orig]; s != nil {
+	if dst.IsValid() {
+		out.Dst, out.DstPod = dst.String(), podOf(dst)
+	}
+	if orig.IsValid() {
+		out.Orig = orig.String()
+		if s := d.table.Services[orig]; s != nil {
 			out.Service = s.Namespace + "/" + s.Name
-		} else if p := podOf(ev.Orig); p != "" {
+		} else if p := podOf(orig); p != "" {
 			out.DstPod = p
 		}
 	}
@@ -208,11 +223,18 @@ func (h *traceHub) resolve(ev trace.Event) admin.TraceEvent {
 	case trace.KindCapture:
 		out.Reason = capture.Verdict(ev.Reason).String()
 	case trace.KindReset:
-		out.Reason = map[uint8]string{1: "sent", 2: "received"}[ev.Reason]
+		out.Reason = map[uint8]string{flow.ResetReceived: "received", flow.ResetSent: "sent"}[ev.Reason]
 	case trace.KindConnectFail:
+		out.Reason = "failed in " + flow.StateName(ev.Reason)
 		if ev.Value != 0 {
-			out.Reason = syscall.Errno(ev.Value).Error()
+			out.Reason = syscall.Errno(ev.Value).Error() + " (in " + flow.StateName(ev.Reason) + ")"
 		}
+	case trace.KindState:
+		// reason is the new state, value the old one.
+		out.Reason = flow.StateName(uint8(ev.Value)) + " -> " + flow.StateName(ev.Reason)
+		out.Value = 0
+	case trace.KindRetransmit:
+		out.Reason = fmt.Sprintf("%d segment(s)", ev.Value)
 	case trace.KindStrictDrop:
 		out.Reason = "plaintext from outside the mesh"
 		if out.Pod == "" {
@@ -317,3 +339,13 @@ func (h *traceHub) serveTrace(w http.ResponseWriter, r *http.Request) {
 }
 
 var _ l7proxy.EventSink = (*traceHub)(nil)
+
+// flowEvent says whether events of a kind come from the flow programs
+// (bpf/flow), which send a socket's own addresses.
+func flowEvent(k trace.Kind) bool {
+	switch k {
+	case trace.KindConnectFail, trace.KindReset, trace.KindRetransmit, trace.KindState:
+		return true
+	}
+	return false
+}

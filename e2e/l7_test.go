@@ -127,7 +127,9 @@ type loadResult struct {
 	ByPod      map[string]int `json:"byPod"`
 	Errors     int            `json:"errors"`
 	FirstError string         `json:"firstError"`
-	LatencyMs  struct {
+	// Connections is how many TCP connections the client established.
+	Connections int `json:"connections"`
+	LatencyMs   struct {
 		P50, P90, P99, Max float64
 	} `json:"latencyMs"`
 }

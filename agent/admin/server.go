@@ -25,6 +25,8 @@ type Backend interface {
 	Endpoints() []ServiceEndpoints
 	Certs() Certs
 	Logs(LogQuery) (Logs, error)
+	Flows(FlowQuery) (Flows, error)
+	FlowSummary() (FlowSummary, error)
 }
 
 // Server serves the admin API on a unix socket.
@@ -58,6 +60,16 @@ func NewServer(path string, backend Backend, log *zap.Logger) (*Server, error) {
 		}
 		return backend.Logs(q)
 	})
+	s.Handle("GET "+APIVersion+"/flows", func(r *http.Request) (any, error) {
+		q := FlowQuery{Pod: r.URL.Query().Get("pod"), Direction: r.URL.Query().Get("direction")}
+		switch q.Direction {
+		case "", "outbound", "inbound":
+		default:
+			return nil, BadRequest("direction %q: want outbound or inbound", q.Direction)
+		}
+		return backend.Flows(q)
+	})
+	s.Handle("GET "+APIVersion+"/flows/summary", func(*http.Request) (any, error) { return backend.FlowSummary() })
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }

@@ -33,6 +33,129 @@ type Status struct {
 	Proxy    ProxyStats        `json:"proxy"`
 	Capture  map[string]uint64 `json:"capture"`
 	Certs    *CertSummary      `json:"certs,omitempty"`
+	// Flows is the kernel flow telemetry (bpf/flow): its programs, their
+	// cost and its maps' health.
+	Flows *FlowStatus `json:"flows,omitempty"`
+}
+
+// FlowStatus says whether the kernel flow figures are collected, and at
+// what cost.
+type FlowStatus struct {
+	Enabled bool `json:"enabled"`
+	// Error says why they are not (e.g. a kernel without sockops); the
+	// agent runs on without them.
+	Error    string        `json:"error,omitempty"`
+	PinPath  string        `json:"pinPath,omitempty"`
+	Programs []FlowProgram `json:"programs,omitempty"`
+	Maps     []FlowMap     `json:"maps,omitempty"`
+	// LostEvents counts trace events that found the ring buffer full (the
+	// ring and its counter are shared with capture).
+	LostEvents uint64 `json:"lostEvents"`
+	// Keys is how many aggregates the kernel keeps; Carried how many label
+	// sets carry figures of pruned keys or proxy-side connect failures.
+	Keys    int `json:"keys"`
+	Carried int `json:"carried"`
+	// Pruned counts the idle keys this agent pruned.
+	Pruned uint64 `json:"pruned"`
+}
+
+// FlowProgram is one hook of the flow telemetry, with the kernel's run
+// statistics (counted while kernel.bpf_stats_enabled is 1).
+type FlowProgram struct {
+	Name   string `json:"name"`
+	Hook   string `json:"hook"`
+	ID     uint32 `json:"id,omitempty"`
+	LinkID uint32 `json:"linkID,omitempty"`
+	Pinned bool   `json:"pinned"`
+	// Missing says why the hook is not in use on this kernel.
+	Missing   string  `json:"missing,omitempty"`
+	RunCount  uint64  `json:"runCount"`
+	RunTimeNs uint64  `json:"runTimeNs"`
+	NsPerRun  float64 `json:"nsPerRun"`
+}
+
+// FlowMap is one map of the flow telemetry with its fill and losses.
+type FlowMap struct {
+	Name string `json:"name"`
+	// Entries is -1 when it cannot be counted; MaxEntries 0 for the
+	// per-socket storage, which has no fixed size.
+	Entries        int     `json:"entries"`
+	MaxEntries     int     `json:"maxEntries"`
+	Fill           float64 `json:"fill"`
+	InsertFailures uint64  `json:"insertFailures"`
+	Evicted        uint64  `json:"evicted"`
+}
+
+// FlowQuery selects live flows, as GET /v1/flows takes it in its query
+// string: pod=namespace/name, direction=outbound|inbound.
+type FlowQuery struct {
+	Pod       string `json:"pod,omitempty"`
+	Direction string `json:"direction,omitempty"`
+}
+
+// Flows is the answer to GET /v1/flows: the open TCP flows of the node's
+// meshed pods.
+type Flows struct {
+	Enabled bool   `json:"enabled"`
+	Error   string `json:"error,omitempty"`
+	Flows   []Flow `json:"flows"`
+}
+
+// Flow is one open TCP flow of a meshed pod.
+type Flow struct {
+	// Pod (namespace/name) and Workload of the node's pod.
+	Pod      string `json:"pod"`
+	Workload string `json:"workload,omitempty"`
+	// Direction is outbound (the pod connected) or inbound (it accepted).
+	Direction string `json:"direction"`
+	// Local and Peer are the pod socket's own addresses; for a connect
+	// that capture redirected, Peer is the node proxy and Dialed the
+	// address the app dialed.
+	Local  string `json:"local"`
+	Peer   string `json:"peer"`
+	Dialed string `json:"dialed,omitempty"`
+	// PeerName names the other side: "service shop/web", "pod shop/web-1",
+	// "node proxy".
+	PeerName      string    `json:"peerName,omitempty"`
+	State         string    `json:"state"`
+	SRTTUs        uint64    `json:"srttUs"`
+	Retransmits   uint32    `json:"retransmits"`
+	BytesSent     uint64    `json:"bytesSent"`
+	BytesReceived uint64    `json:"bytesReceived"`
+	Start         time.Time `json:"start"`
+	Cookie        uint64    `json:"cookie"`
+}
+
+// FlowSummary is the answer to GET /v1/flows/summary: the figures exported
+// as skein_tcp_*, one entry per label set.
+type FlowSummary struct {
+	Enabled bool         `json:"enabled"`
+	Error   string       `json:"error,omitempty"`
+	Series  []FlowSeries `json:"series"`
+}
+
+// FlowSeries is one label set of the TCP metrics with its figures.
+type FlowSeries struct {
+	Reporter             string `json:"reporter"`
+	SourceWorkload       string `json:"sourceWorkload"`
+	SourceNamespace      string `json:"sourceNamespace"`
+	DestinationService   string `json:"destinationService"`
+	DestinationWorkload  string `json:"destinationWorkload"`
+	DestinationNamespace string `json:"destinationNamespace"`
+	SecurityPolicy       string `json:"connectionSecurityPolicy"`
+	Opened               uint64 `json:"opened"`
+	Closed               uint64 `json:"closed"`
+	Failed               uint64 `json:"failed"`
+	Retransmits          uint64 `json:"retransmits"`
+	ResetsSent           uint64 `json:"resetsSent"`
+	ResetsReceived       uint64 `json:"resetsReceived"`
+	// SentBytes went from the destination to the source, ReceivedBytes
+	// the other way.
+	SentBytes     uint64 `json:"sentBytes"`
+	ReceivedBytes uint64 `json:"receivedBytes"`
+	// RTTMeanUs and ConnectMeanUs are the means of the samples, 0 without.
+	RTTMeanUs     float64 `json:"rttMeanUs"`
+	ConnectMeanUs float64 `json:"connectMeanUs"`
 }
 
 // Feature is a kernel feature probe result.

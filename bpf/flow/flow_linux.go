@@ -708,6 +708,18 @@ func countKeys[K any](m *ebpf.Map) (int, error) {
 	}
 }
 
+// Maps returns the maps this object owns by name (not the shared ones
+// passed in Config), for listing with their fill.
+func (f *Flows) Maps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"flow_stats":  f.maps.FlowStats,
+		"flow_live":   f.maps.FlowLive,
+		"flow_sk":     f.maps.FlowSk,
+		"flow_closed": f.maps.FlowClosed,
+		"flow_errors": f.maps.FlowErrors,
+	}
+}
+
 // Programs lists the package's hooks: those in use with their program and
 // link ids, and those missing with the reason.
 func (f *Flows) Programs() []ProgramInfo {

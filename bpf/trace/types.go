@@ -12,12 +12,12 @@ type Kind uint8
 // Event kinds.
 const (
 	KindCapture     Kind = 1 // a connect was redirected or bypassed; Reason is the verdict
-	KindConnectFail Kind = 2 // an outgoing connect failed; Value is the errno
-	KindReset       Kind = 3 // a reset was sent (Reason 1) or received (Reason 2)
-	KindRetransmit  Kind = 4 // a segment was retransmitted; Value counts them
+	KindConnectFail Kind = 2 // an outgoing connect failed; Reason is the TCP state, Value the errno
+	KindReset       Kind = 3 // a reset was received (Reason 1) or sent (Reason 2): bpf/flow's ResetReceived, ResetSent
+	KindRetransmit  Kind = 4 // segments were retransmitted; Value counts them
 	KindStrictDrop  Kind = 5 // STRICT mode dropped a plaintext connection
 	KindPolicyDeny  Kind = 6 // authorization denied (from the proxy)
-	KindState       Kind = 7 // a tracked flow changed TCP state; Reason is the state
+	KindState       Kind = 7 // a tracked flow changed TCP state; Reason is the new state, Value the old
 	kindMax         Kind = 8
 )
 

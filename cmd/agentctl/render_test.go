@@ -76,10 +76,53 @@ func TestRenderGolden(t *testing.T) {
 	mapDump := admin.MapDump{Name: "members", Entries: []admin.MapEntry{{Key: "cgroup 101", Value: "meshed, STRICT", Note: "pod shop/client"}}}
 	progs := []admin.ProgramStats{{Program: admin.Program{Name: "skein_connect4", ID: 10, LinkID: 3, Pinned: true}, Type: "CGroupSockAddr", RunCount: 100, RunTimeNs: 240000, NsPerRun: 2400}}
 
+	stFlows := st
+	stFlows.Flows = &admin.FlowStatus{Enabled: true, PinPath: "/sys/fs/bpf/skein/node-a/flow", Keys: 12, Carried: 2, Pruned: 3, LostEvents: 1,
+		Programs: []admin.FlowProgram{
+			{Name: "skein_flow_refresh", Hook: "iter/bpf_sk_storage_map", ID: 41, RunCount: 5, RunTimeNs: 50000, NsPerRun: 10000},
+			{Name: "skein_flow_rst_rcv", Hook: "tp_btf/tcp_receive_reset", ID: 42, LinkID: 7, Pinned: true, RunCount: 3, RunTimeNs: 900, NsPerRun: 300},
+			{Name: "skein_flow_rst_rcv_tp", Hook: "tracepoint/tcp/tcp_receive_reset", Missing: "disabled"},
+			{Name: "skein_flow_sockops", Hook: "sockops", ID: 43, LinkID: 8, Pinned: true, RunCount: 1000, RunTimeNs: 412000, NsPerRun: 412},
+		},
+		Maps: []admin.FlowMap{
+			{Name: "flow_live", Entries: 4, MaxEntries: 32768, Fill: 4.0 / 32768},
+			{Name: "flow_sk", Entries: 4},
+			{Name: "flow_stats", Entries: 12, MaxEntries: 4096, Fill: 12.0 / 4096, InsertFailures: 1},
+		}}
+	flows := admin.Flows{Enabled: true, Flows: []admin.Flow{
+		{Pod: "shop/client", Workload: "shop/client", Direction: "outbound", Local: "10.244.1.10:40000", Peer: "10.244.1.1:15001",
+			Dialed: "10.96.0.10:80", PeerName: "service shop/product", State: "ESTABLISHED", SRTTUs: 85, Retransmits: 0,
+			BytesSent: 120, BytesReceived: 5 << 20, Start: now.Add(-75 * time.Second), Cookie: 4097},
+		{Pod: "shop/client", Workload: "shop/client", Direction: "outbound", Local: "10.244.1.10:40002", Peer: "10.244.2.12:5432",
+			PeerName: "pod legacy/db", State: "SYN_SENT", Start: now.Add(-2 * time.Second), Cookie: 4099},
+		{Pod: "shop/product", Workload: "shop/product", Direction: "inbound", Local: "10.244.1.11:8080", Peer: "10.244.1.1:51000",
+			PeerName: "node proxy", State: "ESTABLISHED", SRTTUs: 1250, Retransmits: 3, BytesSent: 2048, BytesReceived: 512,
+			Start: now.Add(-time.Hour), Cookie: 4100},
+	}}
+	summary := admin.FlowSummary{Enabled: true, Series: []admin.FlowSeries{
+		{Reporter: "destination", SourceWorkload: "unknown", SourceNamespace: "unknown", DestinationService: "product.shop.svc.cluster.local",
+			DestinationWorkload: "product", DestinationNamespace: "shop", SecurityPolicy: "mutual_tls", Opened: 4, Closed: 3,
+			SentBytes: 4096, ReceivedBytes: 1024, RTTMeanUs: 61.5},
+		{Reporter: "source", SourceWorkload: "client", SourceNamespace: "shop", DestinationService: "product.shop.svc.cluster.local",
+			DestinationWorkload: "product", DestinationNamespace: "shop", SecurityPolicy: "mutual_tls", Opened: 10, Closed: 9, Failed: 2,
+			ResetsSent: 1, ResetsReceived: 4, Retransmits: 7, SentBytes: 3 << 20, ReceivedBytes: 900, RTTMeanUs: 85, ConnectMeanUs: 120.4},
+	}}
+
 	tests := []struct {
 		name   string
 		render func(*bytes.Buffer) error
 	}{
+		{"status_flows", func(b *bytes.Buffer) error { return renderStatus(b, stFlows, now) }},
+		{"status_flows_unavailable", func(b *bytes.Buffer) error {
+			renderFlowStatus(b, &admin.FlowStatus{Error: "kernel flow figures unavailable: attach skein_flow_sockops: operation not permitted"})
+			return nil
+		}},
+		{"flows", func(b *bytes.Buffer) error { return renderFlows(b, flows, false, now) }},
+		{"flows_wide", func(b *bytes.Buffer) error { return renderFlows(b, flows, true, now) }},
+		{"flows_disabled", func(b *bytes.Buffer) error {
+			return renderFlows(b, admin.Flows{Error: "kernel flow figures unavailable: load flow maps: operation not permitted"}, false, now)
+		}},
+		{"flows_summary", func(b *bytes.Buffer) error { return renderFlowSummary(b, summary) }},
 		{"status", func(b *bytes.Buffer) error { return renderStatus(b, st, now) }},
 		{"workloads", func(b *bytes.Buffer) error { return renderWorkloads(b, ws) }},
 		{"routes", func(b *bytes.Buffer) error { return renderRoutes(b, routes) }},
@@ -121,6 +164,42 @@ func TestStreamTrace(t *testing.T) {
 	b.Reset()
 	require.NoError(t, streamTrace(strings.NewReader(in), &b, "table", 1))
 	require.Contains(t, b.String(), "-- 1 events shown", "--count stops early")
+}
+
+// TestStreamTraceFlows prints the flow programs' events as the agent
+// resolves them.
+func TestStreamTraceFlows(t *testing.T) {
+	in := strings.Join([]string{
+		`{"time":"2026-11-25T12:00:00Z","type":"state","reason":"SYN_SENT -> ESTABLISHED","pod":"shop/client","workload":"shop/client","src":"10.244.1.10:40000","dst":"10.244.1.1:15001","orig":"10.96.0.10:80","service":"shop/product"}`,
+		`{"time":"2026-11-25T12:00:01Z","type":"retransmit","reason":"2 segment(s)","pod":"shop/client","src":"10.244.1.10:40002","dst":"10.244.2.12:9000","dstPod":"legacy/sink","value":2}`,
+		`{"time":"2026-11-25T12:00:02Z","type":"reset","reason":"received","pod":"shop/client","src":"10.244.1.10:40004","dst":"10.244.2.13:8080","dstPod":"legacy/aborter"}`,
+		`{"time":"2026-11-25T12:00:03Z","type":"reset","reason":"sent","pod":"shop/product","src":"10.244.1.1:51000","dst":"10.244.1.11:8080","dstPod":"shop/product"}`,
+		`{"time":"2026-11-25T12:00:04Z","type":"connect_fail","reason":"connection refused (in SYN_SENT)","pod":"shop/client","src":"10.244.1.10:40006","dst":"10.244.2.14:9999","dstPod":"legacy/closed","value":111}`,
+	}, "\n")
+	var b bytes.Buffer
+	require.NoError(t, streamTrace(strings.NewReader(in), &b, "table", 0))
+	golden(t, "trace_flows", b.Bytes())
+}
+
+func TestFlowsFlags(t *testing.T) {
+	fl := []admin.Flow{{Pod: "a", SRTTUs: 5, Retransmits: 9, BytesSent: 1}, {Pod: "b", SRTTUs: 50, BytesSent: 100, BytesReceived: 100}}
+	sortFlows(fl, "srtt")
+	require.Equal(t, "b", fl[0].Pod)
+	sortFlows(fl, "retransmits")
+	require.Equal(t, "a", fl[0].Pod)
+	sortFlows(fl, "bytes")
+	require.Equal(t, "b", fl[0].Pod)
+	for in, want := range map[string]string{"in": "inbound", "outbound": "outbound", "": ""} {
+		got, err := parseDirection(in)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	_, err := parseDirection("sideways")
+	require.Error(t, err)
+	series := []admin.FlowSeries{{Reporter: "source"}, {Reporter: "destination"}}
+	require.Equal(t, []admin.FlowSeries{{Reporter: "destination"}}, filterSeries(series, "inbound"))
+	require.Equal(t, "1.5KiB", humanBytes(1536))
+	require.Equal(t, "5.0MiB", humanBytes(5<<20))
 }
 
 func TestMatchService(t *testing.T) {

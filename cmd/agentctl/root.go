@@ -75,6 +75,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		newBPFCmd(o),
 		newDiagnoseCmd(o),
 		newLogsCmd(o),
+		newFlowsCmd(o),
 	)
 	return root
 }

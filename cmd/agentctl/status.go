@@ -120,6 +120,10 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 	}
 	tw.Flush()
 
+	if st.Flows != nil {
+		renderFlowStatus(w, st.Flows)
+	}
+
 	fmt.Fprintln(w, "\nKERNEL FEATURES")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, f := range st.Features {
@@ -137,4 +141,49 @@ func renderStatus(w io.Writer, st admin.Status, now time.Time) error {
 		fmt.Fprintf(tw, "  %s\t%s%s\n", f.Name, state, detail)
 	}
 	return tw.Flush()
+}
+
+// renderFlowStatus is the FLOWS section of status: the kernel flow
+// telemetry's hooks with their cost per run, and its maps' health.
+func renderFlowStatus(w io.Writer, f *admin.FlowStatus) {
+	fmt.Fprintln(w, "\nFLOWS (kernel TCP figures)")
+	if !f.Enabled {
+		fmt.Fprintf(w, "  not collected: %s\n", orDash(f.Error, ""))
+		return
+	}
+	if f.Error != "" {
+		fmt.Fprintf(w, "  warning: %s\n", f.Error)
+	}
+	fmt.Fprintf(w, "  %d aggregates in the kernel, %d label sets carrying pruned keys or proxy connect failures, %d keys pruned; %d trace events lost\n",
+		f.Keys, f.Carried, f.Pruned, f.LostEvents)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PROGRAM\tHOOK\tPROG ID\tLINK ID\tPINNED\tRUNS\tNS/RUN")
+	for _, p := range f.Programs {
+		if p.Missing != "" {
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\tmissing: %s\n", p.Name, p.Hook, p.Missing)
+			continue
+		}
+		nsPerRun := "-"
+		if p.RunCount > 0 && p.RunTimeNs > 0 {
+			nsPerRun = fmt.Sprintf("%.0f", p.NsPerRun)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%d\t%s\n", p.Name, p.Hook, p.ID, p.LinkID, yesNo(p.Pinned), p.RunCount, nsPerRun)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  MAP\tENTRIES\tMAX\tFILL\tINSERT FAILURES\tEVICTED")
+	for _, m := range f.Maps {
+		entries, max, fill := fmt.Sprint(m.Entries), fmt.Sprint(m.MaxEntries), fmt.Sprintf("%.1f%%", 100*m.Fill)
+		if m.Entries < 0 {
+			entries = "-"
+		}
+		if m.MaxEntries == 0 {
+			max, fill = "-", "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\n", m.Name, entries, max, fill, m.InsertFailures, m.Evicted)
+	}
+	tw.Flush()
+	if len(f.Programs) > 0 {
+		fmt.Fprintln(w, "  (RUNS and NS/RUN count while kernel.bpf_stats_enabled=1: agentctl bpf progs --sample 5s)")
+	}
 }

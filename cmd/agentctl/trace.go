@@ -32,6 +32,7 @@ kernel, so an idle filter costs almost nothing. Lost events are never silent: a 
 says how many the kernel (ring buffer full) or the agent (this client too slow) dropped.`,
 		Example: `  agentctl trace --pod shop/client --type capture
   agentctl trace --type strict_drop,policy_deny --namespace shop
+  agentctl trace --type reset,retransmit,connect_fail,state --pod shop/client
   agentctl trace --type reset,retransmit,connect_fail -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -127,9 +128,6 @@ func formatTraceEvent(ev admin.TraceEvent) string {
 	detail := ev.Reason
 	if ev.Principal != "" {
 		detail += " from " + ev.Principal
-	}
-	if ev.Type == "retransmit" && ev.Value > 0 {
-		detail = fmt.Sprintf("%s total %d", detail, ev.Value)
 	}
 	return fmt.Sprintf("%-12s %-12s %-24s %-22s %-22s %s", ev.Time.Format("15:04:05.000"), ev.Type, orDash(ev.Pod, ""),
 		src, dst, strings.TrimSpace(detail))

@@ -84,7 +84,7 @@ func nodeDashboard() dashboard {
 					description: "TCP resets per second, sent by the node's sockets or received from the peer.",
 					targets:     []target{t(orZero(sum("direction", rate("skein_tcp_resets_total", l4))), "{{direction}}")}},
 				{kind: timeseries, title: "TCP throughput by destination workload", unit: "Bps", width: 24,
-					description: "Bytes per second sent to and received from each destination workload.",
+					description: "Bytes per second on the flows to each destination workload. As in Istio, sent is what the destination sent back (responses) and received what it received (requests), whichever reporter is selected.",
 					targets: []target{
 						t(sum(byDestination, rate("skein_tcp_sent_bytes_total", l4)), "sent "+legendDestination),
 						t(sum(byDestination, rate("skein_tcp_received_bytes_total", l4)), "received "+legendDestination),

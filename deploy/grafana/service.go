@@ -91,7 +91,7 @@ func serviceDashboard() dashboard {
 					description: "TCP resets per second on the service's flows, sent or received.",
 					targets:     []target{t(orZero(sum("direction", rate("skein_tcp_resets_total", s))), "{{direction}}")}},
 				{kind: timeseries, title: "TCP throughput by source workload", unit: "Bps", width: 8,
-					description: "Bytes per second sent and received on the service's flows, per caller.",
+					description: "Bytes per second on the service's flows, per caller: sent by the service (responses) and received by it (requests).",
 					targets: []target{
 						t(sum(bySource, rate("skein_tcp_sent_bytes_total", s)), "sent "+legendSource),
 						t(sum(bySource, rate("skein_tcp_received_bytes_total", s)), "received "+legendSource),

@@ -48,7 +48,9 @@ type echoReply struct {
 
 // echoHandler answers every request with what it saw. Query parameters
 // inject behaviour: status=503 sets the status code, delay=200ms waits
-// before answering, size=1024 pads the body to at least that many bytes.
+// before answering, size=1024 pads the body to at least that many bytes,
+// abort=1 resets the connection (RST) instead of answering: a server that
+// crashes mid-request.
 type echoHandler struct {
 	pod, namespace, node string
 	// status and delay apply to requests that do not set their own: a pod
@@ -108,6 +110,10 @@ func (h echoHandler) callDownstream(r *http.Request, reply *echoReply) (failed b
 
 func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("abort") != "" {
+		abort(w)
+		return
+	}
 	status := http.StatusOK
 	if h.status != 0 {
 		status = h.status
@@ -170,6 +176,20 @@ func (h echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// abort closes the request's connection with a reset: SO_LINGER 0 makes
+// close send RST instead of FIN. An HTTP/2 connection, which carries other
+// streams, cannot be taken over: the stream is reset instead.
+func abort(w http.ResponseWriter) {
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // marshalPadded marshals the reply with a trailing newline and, if size is

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,6 +136,15 @@ func TestEcho(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEchoAbort(t *testing.T) {
+	base := startEcho(t)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	_, err := c.Get(base + "/?abort=1")
+	require.Error(t, err)
+	require.True(t, errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "reset") || errors.Is(err, io.EOF),
+		"the connection is reset, not answered: %v", err)
 }
 
 func TestMarshalPadded(t *testing.T) {

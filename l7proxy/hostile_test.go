@@ -493,9 +493,11 @@ func TestHostileHTTP2(t *testing.T) {
 
 	t.Run("rapid reset", func(t *testing.T) {
 		// CVE-2023-44487: open a stream and reset it at once, thousands of
-		// times. net/http alone bounds only the handlers running at once;
-		// the proxy closes the connection once most streams are reset
-		// early, so the upstream sees a few requests, not thousands.
+		// times. net/http runs at most MaxConcurrentStreams handlers and
+		// skips those of streams reset while they waited, closing the
+		// connection if too many wait; the proxy's own guard (next test)
+		// closes it once most streams are reset early. Either way the
+		// upstream sees a few requests, not thousands.
 		before, upBefore := rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood), be.n.Load()
 		c, fr := h2Conn(t, h, quietPod)
 		defer c.Close()
@@ -515,13 +517,57 @@ func TestHostileHTTP2(t *testing.T) {
 			}
 			sent++
 		}
-		// The handlers of thousands of streams run first: on a loaded
-		// machine that takes seconds.
-		require.Eventually(t, func() bool { return rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood) > before },
-			15*time.Second, 10*time.Millisecond)
-		time.Sleep(200 * time.Millisecond) // requests in flight land
-		t.Logf("streams opened and reset: %d; requests the upstream saw: %d", sent, be.n.Load()-upBefore)
+		time.Sleep(500 * time.Millisecond) // requests in flight land
+		t.Logf("streams opened and reset: %d; requests the upstream saw: %d; connection closed for it: %v",
+			sent, be.n.Load()-upBefore, rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood) > before)
 		require.Less(t, be.n.Load()-upBefore, int64(300))
+	})
+	t.Run("resets after the handlers started close the connection", func(t *testing.T) {
+		// Streams whose requests the proxy already works on (the headers
+		// came without the end of the body, so each handler runs and
+		// forwards), reset in batches: the guard closes the connection once
+		// MaxEarlyResets (200) of them, and most of its streams, were reset
+		// before their answer.
+		before := rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood)
+		c, fr := h2Conn(t, h, quietPod)
+		defer c.Close()
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			for {
+				if _, err := fr.ReadFrame(); err != nil {
+					return
+				}
+			}
+		}()
+		id := uint32(1)
+		for batch := 0; batch < 20; batch++ {
+			ids := make([]uint32, 0, 50)
+			for range 50 {
+				if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h2Headers("POST", "/"), EndHeaders: true}) != nil {
+					break
+				}
+				ids = append(ids, id)
+				id += 2
+			}
+			time.Sleep(50 * time.Millisecond) // the handlers start
+			for _, s := range ids {
+				if fr.WriteRSTStream(s, http2.ErrCodeCancel) != nil {
+					break
+				}
+			}
+			if rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood) > before {
+				break
+			}
+		}
+		require.Eventually(t, func() bool { return rejectedCount(h.proxy, ListenerOutbound, RejectH2ResetFlood) > before },
+			10*time.Second, 10*time.Millisecond)
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the proxy counted the flood but kept the connection open")
+		}
+		t.Logf("streams opened before the connection was closed: %d", id/2)
 	})
 	t.Run("CONTINUATION flood", func(t *testing.T) {
 		// CVE-2024-27316: a header block that never ends.

@@ -13,11 +13,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinmesh/skein/agent/cgroup"
 	"github.com/skeinmesh/skein/bpf/capture"
+	"github.com/skeinmesh/skein/bpf/flow"
 )
 
 // captureListenPort is where every capture case delivers: a listener in the
@@ -42,12 +44,19 @@ type captureCase struct {
 	Unverified   int     `json:"unverified"`
 	Errors       int     `json:"errors"`
 	ListenerNote string  `json:"listenerNote,omitempty"`
+	// KernelNsPerConn is, for the flow case, the kernel's BPF statistics
+	// of the flow programs over the rounds divided by the connections
+	// made: what following a connection costs in the kernel (the client's
+	// socket is followed; the listener runs outside the pod's cgroup).
+	KernelNsPerConn float64 `json:"kernelNsPerConn,omitempty"`
+	flows           *flow.Flows
 }
 
 // capture measures what capturing a connection costs: connects per second
 // and connect latency with no capture (dial the listener), with Skein's
 // real capture programs (bpf/capture: connect4 rewrites the VIP to the
-// listener, sockops records the origin, the listener looks it up), and with
+// listener, sockops records the origin, the listener looks it up), with
+// the kernel flow programs (bpf/flow) as well, as the agent runs them, and with
 // an iptables REDIRECT in the client's netns (what Istio's sidecar and
 // Linkerd's proxy-init install; the listener recovers the origin with
 // SO_ORIGINAL_DST). Each case has a pod of its own, so that conntrack and
@@ -57,6 +66,7 @@ func (h *harness) capture(ctx context.Context) error {
 	cases := []*captureCase{
 		{Name: "none", Label: "no capture (dial the listener)", Pod: "plain/cap-none", Dial: fmt.Sprintf("127.0.0.1:%d", captureListenPort)},
 		{Name: "ebpf", Label: "Skein eBPF (connect4 + sockops)", Pod: "plain/cap-ebpf", Dial: vip.String()},
+		{Name: "ebpf+flow", Label: "Skein eBPF + flow telemetry (bpf/flow)", Pod: "plain/cap-flow", Dial: vip.String()},
 		{Name: "iptables", Label: "iptables REDIRECT (nat OUTPUT)", Pod: "plain/cap-ipt", Dial: vip.String()},
 	}
 	var wg sync.WaitGroup
@@ -65,12 +75,23 @@ func (h *harness) capture(ctx context.Context) error {
 		pod := h.lab.Pod(c.Pod)
 		var origin func(net.Conn) (netip.AddrPort, error)
 		switch c.Name {
-		case "ebpf":
+		case "ebpf", "ebpf+flow":
 			dp, err := capture.New(capture.Config{CgroupPath: pod.Cgroup})
 			if err != nil {
 				return fmt.Errorf("load capture programs: %w", err)
 			}
 			defer dp.Close()
+			if c.Name == "ebpf+flow" {
+				// The agent's flow programs on top, sharing capture's
+				// membership and origin maps as the agent loads them.
+				maps := dp.Maps()
+				f, err := flow.New(flow.Config{CgroupPath: pod.Cgroup, Members: maps["members"], Origins: maps["sock_origin"]})
+				if err != nil {
+					return fmt.Errorf("load flow programs: %w", err)
+				}
+				defer f.Close()
+				c.flows = f
+			}
 			id, err := cgroup.ID(pod.Cgroup)
 			if err != nil {
 				return err
@@ -116,6 +137,13 @@ func (h *harness) capture(ctx context.Context) error {
 		}
 		defer ln.Close()
 	}
+	// The kernel times the BPF programs while statistics are enabled.
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		h.logf("capture: BPF statistics unavailable (%v): no kernel cost per connection", err)
+	} else {
+		defer stats.Close()
+	}
 	// Rounds interleave the cases, so that drift hits all alike.
 	for round := range 3 {
 		for _, c := range cases {
@@ -139,6 +167,12 @@ func (h *harness) capture(ctx context.Context) error {
 			c.Errors += r.Errors
 		}
 		c.ConnsPerSec, c.ConnectP50, c.ConnectP99, c.ExchangeP50 = median(cps), median(p50), median(p99), median(ex)
+		if c.flows != nil && stats != nil {
+			if err := c.kernelCost(); err != nil {
+				return err
+			}
+			h.logf("capture %s: flow programs ran %.0f ns per connection (kernel BPF statistics)", c.Name, c.KernelNsPerConn)
+		}
 		h.logf("capture %-8s %7.0f conns/s connect p50 %5.1fus p99 %5.1fus exchange p50 %5.1fus (unverified %d, errors %d)",
 			c.Name, c.ConnsPerSec, c.ConnectP50, c.ConnectP99, c.ExchangeP50, c.Unverified, c.Errors)
 		if c.Unverified > 0 || c.Errors > 0 {
@@ -146,6 +180,26 @@ func (h *harness) capture(ctx context.Context) error {
 		}
 	}
 	h.rep.Capture = cases
+	return nil
+}
+
+// kernelCost sets KernelNsPerConn from the flow programs' run time.
+func (c *captureCase) kernelCost() error {
+	o, err := c.flows.Overhead()
+	if err != nil {
+		return err
+	}
+	var ns float64
+	for _, p := range o {
+		ns += float64(p.RunTime.Nanoseconds())
+	}
+	conns := 0
+	for _, r := range c.Rounds {
+		conns += r.Conns
+	}
+	if conns > 0 {
+		c.KernelNsPerConn = ns / float64(conns)
+	}
 	return nil
 }
 

@@ -213,6 +213,12 @@ func (r *report) markdown() string {
 			}
 			w("| %s | %s | %s | %s | %s | %s | %d | %d |\n", cc.Label, f0(cc.ConnsPerSec), f1(cc.ConnectP50), f1(cc.ConnectP99), add, f1(cc.ExchangeP50), cc.Unverified, cc.Errors)
 		}
+		for _, cc := range r.Capture {
+			if cc.KernelNsPerConn > 0 {
+				w("\nThe flow programs (sockops, state, reset and retransmit hooks of `bpf/flow`) ran for **%.0f ns per connection** in the kernel "+
+					"(BPF statistics over the %s rounds; the client's socket is followed, the listener's is outside the pod's cgroup), the cost of the `skein_tcp_*` figures.\n", cc.KernelNsPerConn, cc.Label)
+			}
+		}
 	}
 	if targets := r.targets(); len(targets) > 0 {
 		w("\n### Targets\n\n| target | this run | met |\n|---|---|---|\n")

@@ -22,6 +22,7 @@ pods:
      command: [taskset, -c, "0", skein-bench, serve, --listen, ":8080", --size, "64"]}
   - {name: cap-none, namespace: plain, node: node-a, command: [sleep, infinity]}
   - {name: cap-ebpf, namespace: plain, node: node-a, command: [sleep, infinity]}
+  - {name: cap-flow, namespace: plain, node: node-a, command: [sleep, infinity]}
   - {name: cap-ipt, namespace: plain, node: node-a, command: [sleep, infinity]}
   - {name: srv-b, namespace: bench, node: node-b, serviceAccount: srv, labels: {app: srv-b}, ports: [{name: http, containerPort: 8080}],
      command: [taskset, -c, "0", skein-bench, serve, --listen, ":8080", --size, "1024"]}

@@ -275,7 +275,8 @@ func (a *Agent) flowMapFill() ([]telemetry.MapFill, error) {
 	}
 	var out []telemetry.MapFill
 	for name, m := range h.Maps {
-		out = append(out, telemetry.MapFill{Name: name, Entries: m.Entries, MaxEntries: m.Max})
+		out = append(out, telemetry.MapFill{Name: name, Entries: m.Entries, MaxEntries: m.Max,
+			CountsLosses: true, LRU: name == "flow_live", InsertFailures: m.InsertFailures, Evicted: m.Evicted})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -59,6 +59,7 @@ var contract = map[string]metricSpec{
 	"skein_build_info":                           {gauge, []string{"version", "commit", "go_version"}},
 	"skein_bpf_map_entries":                      {gauge, []string{"map"}},
 	"skein_bpf_map_max_entries":                  {gauge, []string{"map"}},
+	"skein_bpf_map_lost_entries_total":           {counter, []string{"map", "reason"}},
 	"skein_ringbuf_lost_events_total":            {counter, nil},
 	"skein_config_generation":                    {gauge, nil},
 	"skein_config_rejected_objects":              {gauge, nil},

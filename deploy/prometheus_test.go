@@ -112,6 +112,7 @@ var syntheticValues = map[string][]string{
 	"commit":                     {"abc1234"},
 	"go_version":                 {"go1.26.8"},
 	"map":                        {"sock_origdst", "services"},
+	"reason":                     {"insert_failed", "evicted"},
 	"result":                     {"applied", "rejected"},
 	"identity":                   {"spiffe://cluster.local/ns/shop/sa/product"},
 	"verdict":                    {"redirected", "not_member"},

@@ -73,7 +73,8 @@ func (f fakeTCP) TCPSeries() ([]TCPSeries, error) {
 // golden file (testdata/<name>.prom); -update rewrites them.
 func TestCollectorsGolden(t *testing.T) {
 	f := &fakeAgent{maps: []MapFill{{Name: "members", Entries: 3, MaxEntries: 16384}, {Name: "sock_origin", Entries: -1, MaxEntries: 0},
-		{Name: "flow_sk", Entries: 7, MaxEntries: 0}}}
+		{Name: "flow_sk", Entries: 7, MaxEntries: 0, CountsLosses: true, InsertFailures: 2},
+		{Name: "flow_live", Entries: 30, MaxEntries: 32768, CountsLosses: true, LRU: true, InsertFailures: 1, Evicted: 4}}}
 	tcp := fakeTCP{}
 	tests := []struct {
 		name    string
@@ -82,6 +83,7 @@ func TestCollectorsGolden(t *testing.T) {
 	}{
 		{"bpf_map_entries", NewBPFMapEntries(f), []string{"skein_bpf_map_entries", "skein_scrape_collector_success"}},
 		{"bpf_map_max_entries", NewBPFMapMaxEntries(f), []string{"skein_bpf_map_max_entries"}},
+		{"bpf_map_lost_entries", NewBPFMapLostEntries(f), []string{"skein_bpf_map_lost_entries_total"}},
 		{"capture_connects", NewCaptureConnects(f), []string{"skein_capture_connects_total"}},
 		{"strict_drops", NewStrictDrops(f), []string{"skein_strict_drops_total"}},
 		{"ringbuf_lost_failing", NewRingbufLost(f), []string{"skein_ringbuf_lost_events_total", "skein_scrape_collector_success"}},
@@ -171,7 +173,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	reg.MustRegister(m.Collectors()...)
 	reg.MustRegister(NewNode(map[string]Collector{
 		"bpf_map_entries": NewBPFMapEntries(f), "bpf_map_max_entries": NewBPFMapMaxEntries(f),
-		"capture_connects": NewCaptureConnects(f), "strict_drops": NewStrictDrops(f),
+		"bpf_map_lost_entries": NewBPFMapLostEntries(f), "capture_connects": NewCaptureConnects(f), "strict_drops": NewStrictDrops(f),
 		"config_generation": NewConfigGeneration(f), "config_rejected": NewConfigRejected(f),
 		"config_updates": NewConfigUpdates(f), "config_applied": NewConfigApplied(f), "certificate_expiry": NewCertificateExpiry(f),
 		"authz_decisions": NewAuthzDecisions(f), "ringbuf_lost": NewRingbufLost(f),

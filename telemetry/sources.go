@@ -9,6 +9,13 @@ type MapFill struct {
 	Name       string
 	Entries    int
 	MaxEntries int
+	// CountsLosses is set for maps whose programs count what map pressure
+	// cost them: InsertFailures (entries not added) and, for an LRU map
+	// (LRU), Evicted (entries pushed out while in use).
+	CountsLosses   bool
+	LRU            bool
+	InsertFailures uint64
+	Evicted        uint64
 }
 
 // MapSource lists the agent's BPF maps with their fill.

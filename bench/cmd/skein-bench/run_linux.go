@@ -173,8 +173,10 @@ func run(ctx context.Context, c runConfig) (err error) {
 	h.lab, err = lab.Up(upCtx, topo, lab.Options{
 		Prefix:      c.Prefix,
 		AgentBinary: wrapper,
-		AgentArgs:   []string{"--pprof-addr", "127.0.0.1:6060"},
-		CABinary:    filepath.Join(binDir, "skein-ca"),
+		// The idle phase holds 10,000 connections from one client pod, ten
+		// times the default per-workload limit (--max-conns-per-source).
+		AgentArgs: []string{"--pprof-addr", "127.0.0.1:6060", "--max-conns-per-source", "-1"},
+		CABinary:  filepath.Join(binDir, "skein-ca"),
 	})
 	if err != nil {
 		return fmt.Errorf("lab up: %w", err)

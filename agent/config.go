@@ -138,6 +138,9 @@ type Config struct {
 	BodyReadTimeout time.Duration
 	// IdleTimeout closes idle client connections [5m].
 	IdleTimeout time.Duration
+	// UpstreamIdleTimeout closes pooled upstream connections that stayed
+	// idle this long [90s].
+	UpstreamIdleTimeout time.Duration
 	// TunnelHandshakeTimeout bounds a tunnel TLS handshake [10s].
 	TunnelHandshakeTimeout time.Duration
 }
@@ -224,8 +227,8 @@ func (c *Config) validate() error {
 	if c.DrainTimeout < 0 || c.ConnectTimeout < 0 || c.CertTTL < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
-	if c.ReadHeaderTimeout < 0 || c.BodyReadTimeout < 0 || c.IdleTimeout < 0 || c.TunnelHandshakeTimeout < 0 {
-		errs = append(errs, errors.New("--read-header-timeout, --body-read-timeout, --idle-timeout and --tunnel-handshake-timeout must not be negative"))
+	if c.ReadHeaderTimeout < 0 || c.BodyReadTimeout < 0 || c.IdleTimeout < 0 || c.UpstreamIdleTimeout < 0 || c.TunnelHandshakeTimeout < 0 {
+		errs = append(errs, errors.New("--read-header-timeout, --body-read-timeout, --idle-timeout, --upstream-idle-timeout and --tunnel-handshake-timeout must not be negative"))
 	}
 	if c.MaxHeaderBytes < 0 || c.MaxConcurrentStreams < 0 {
 		errs = append(errs, errors.New("--max-header-bytes and --max-concurrent-streams must not be negative"))
@@ -236,7 +239,8 @@ func (c *Config) validate() error {
 // proxyHTTP and proxyLimits are the proxy's limits from the flags.
 func (c *Config) proxyHTTP() l7proxy.HTTPConfig {
 	return l7proxy.HTTPConfig{MaxHeaderBytes: c.MaxHeaderBytes, MaxURIBytes: c.MaxURIBytes, MaxConcurrentStreams: c.MaxConcurrentStreams,
-		ReadHeaderTimeout: c.ReadHeaderTimeout, BodyReadTimeout: c.BodyReadTimeout, IdleTimeout: c.IdleTimeout}
+		ReadHeaderTimeout: c.ReadHeaderTimeout, BodyReadTimeout: c.BodyReadTimeout, IdleTimeout: c.IdleTimeout,
+		UpstreamIdleTimeout: c.UpstreamIdleTimeout}
 }
 
 func (c *Config) proxyLimits() l7proxy.Limits {

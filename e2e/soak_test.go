@@ -86,7 +86,11 @@ func TestPrivilegedSoak(t *testing.T) {
 	if err != nil || d < time.Minute {
 		t.Skip("SKEIN_SOAK not set (a duration of at least 1m, e.g. SKEIN_SOAK=20m)")
 	}
-	e := newMeshEnv(t, soakTopology, []string{"--pprof-addr", "127.0.0.1:6060", "--cert-ttl", "2m"})
+	// Pooled upstream and tunnel connections close 2s after their last
+	// request, so that the idle samples (5s after the load) compare the
+	// agents' own state, not how many pooled connections, each with its
+	// buffers, the last seconds of load happened to leave.
+	e := newMeshEnv(t, soakTopology, []string{"--pprof-addr", "127.0.0.1:6060", "--cert-ttl", "2m", "--upstream-idle-timeout", "2s"})
 	require.NoError(t, e.lab.SetObjects(soakRoutes(50, 50)))
 	require.Eventually(t, func() bool {
 		r := e.load("shop/client-a", "--url", "http://10.96.0.60/", "--requests", "40", "--concurrency", "4")

@@ -153,6 +153,7 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send a request's headers (slowloris)")
 	f.DurationVar(&cfg.BodyReadTimeout, "body-read-timeout", time.Minute, "longest wait for more of a request body; a slower client gets 408")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "idle client connections (HTTP/1.1 keep-alive, HTTP/2) close after this")
+	f.DurationVar(&cfg.UpstreamIdleTimeout, "upstream-idle-timeout", 90*time.Second, "pooled connections to endpoints close after being idle this long")
 	f.DurationVar(&cfg.TunnelHandshakeTimeout, "tunnel-handshake-timeout", 10*time.Second, "time a peer has to complete the tunnel's TLS handshake")
 	f.BoolVar(&mountOnly, "mount-only", false, "mount bpffs and tracefs where missing, then exit (the DaemonSet's init container)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove everything the agent of --node pinned (detaching capture) and exit")

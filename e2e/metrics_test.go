@@ -281,9 +281,25 @@ func TestPrivilegedPrometheusMetrics(t *testing.T) {
 		nft("add", "rule", "inet", "skeinretx", "in", "ip", "saddr", ip("client"), "tcp", "dport", "9000",
 			"numgen", "random", "mod", "100", "<", "10", "drop")
 		const size = 2 << 20
-		out, err := e.exec("shop/client", "timeout", "60", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/9000 && head -c %d /dev/zero >&3", ip("sink"), size))
+		var (
+			out string
+			err error
+		)
+		// What an SRE runs to find the cause: agentctl trace, retransmits
+		// of the client's flows, as they happen.
+		events := traceWhile(t, e, "node-a", []string{"--pod", "shop/client", "--type", "retransmit"}, func() {
+			out, err = e.exec("shop/client", "timeout", "25", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/9000 && head -c %d /dev/zero >&3", ip("sink"), size))
+		})
 		require.NoError(t, err, out)
 		nft("delete", "table", "inet", "skeinretx")
+		traced := 0
+		for _, ev := range events {
+			if ev.Type == "retransmit" && ev.SrcPod == "shop/client" && ev.DstPod == "legacy/sink" {
+				traced++
+			}
+		}
+		t.Logf("agentctl trace --type retransmit: %d events for shop/client -> legacy/sink", traced)
+		require.Positive(t, traced, "agentctl trace shows the retransmits: %+v", events)
 		p.requireSettles(t, tcp("received_bytes_total", sel), base[1]+size)
 		retx := p.value(t, tcp("retransmits_total", sel)) - base[0]
 		t.Logf("retransmits with 10%% of the client's packets dropped: %.0f", retx)

@@ -271,8 +271,30 @@ func sampleAgent(t *testing.T, e *env, node string) agentSample {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := e.lab.ExecNode(ctx, node, "curl", "-sS", "-o", "/dev/null", "http://127.0.0.1:6060/debug/pprof/heap?gc=1")
+	var s agentSample
+	// The heap right after a forced GC, from the same request: the
+	// runtime's MemStats that pprof's debug=1 output ends with are read
+	// just after runtime.GC(), before anything else allocates (a metrics
+	// scrape would count its own garbage as live).
+	out, err := e.lab.ExecNode(ctx, node, "curl", "-sS", "http://127.0.0.1:6060/debug/pprof/heap?gc=1&debug=1")
 	require.NoError(t, err, string(out))
+	for _, line := range strings.Split(string(out), "\n") {
+		name, val, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+		switch {
+		case !ok:
+		case name == "HeapAlloc":
+			s.HeapAlloc, _ = strconv.ParseFloat(val, 64)
+		case name == "HeapInuse":
+			s.HeapInuse, _ = strconv.ParseFloat(val, 64)
+		}
+	}
+	require.Positive(t, s.HeapAlloc, "heap profile of %s: %.200s", node, out)
+	if dir := os.Getenv("SKEIN_SOAK_PROFILES"); dir != "" {
+		// Kept for go tool pprof -base before.pb.gz after.pb.gz.
+		f := filepath.Join(dir, fmt.Sprintf("%s-%d.pb.gz", node, time.Now().Unix()))
+		out, err := e.lab.ExecNode(ctx, node, "curl", "-sS", "-o", f, "http://127.0.0.1:6060/debug/pprof/heap")
+		require.NoError(t, err, string(out))
+	}
 	var ip string
 	for _, n := range e.lab.Nodes() {
 		if n.Name == node {
@@ -281,13 +303,7 @@ func sampleAgent(t *testing.T, e *env, node string) agentSample {
 	}
 	out, err = e.lab.ExecNode(ctx, node, "curl", "-sS", fmt.Sprintf("http://%s:15020/metrics", ip))
 	require.NoError(t, err, string(out))
-	want := map[string]*float64{}
-	var s agentSample
-	want["go_memstats_heap_alloc_bytes"] = &s.HeapAlloc
-	want["go_memstats_heap_inuse_bytes"] = &s.HeapInuse
-	want["go_goroutines"] = &s.Goroutines
-	want["process_open_fds"] = &s.OpenFDs
-	want["process_resident_memory_bytes"] = &s.RSS
+	want := map[string]*float64{"go_goroutines": &s.Goroutines, "process_open_fds": &s.OpenFDs, "process_resident_memory_bytes": &s.RSS}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -296,6 +312,6 @@ func sampleAgent(t *testing.T, e *env, node string) agentSample {
 			*p, _ = strconv.ParseFloat(val, 64)
 		}
 	}
-	require.Positive(t, s.HeapAlloc, "metrics of %s", node)
+	require.Positive(t, s.Goroutines, "metrics of %s", node)
 	return s
 }

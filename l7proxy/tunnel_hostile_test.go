@@ -234,6 +234,7 @@ func TestHostileTunnel(t *testing.T) {
 		answer string // what a plaintext client reads, if anything
 		reason RejectReason
 	}{
+		{"a handshake that never starts (cut at HandshakeTimeout)", raw(""), "", RejectTLSHandshake},
 		{"random bytes", raw("\x8f\x03\xa7\x11\x00\xfe\x42\x42\x99\x01\x02\x03\x04\x05\x06\x07random"), "", RejectTLSHandshake},
 		{"plaintext HTTP request", raw("GET / HTTP/1.1\r\nHost: web\r\nSkein-Target: 127.0.0.1:1\r\n\r\n"), "speaks HTTP/2 over mutual TLS only", RejectTLSHandshake},
 		{"plaintext HTTP/2 preface", raw("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "speaks HTTP/2 over mutual TLS only", RejectTLSHandshake},

@@ -70,6 +70,7 @@ type soakReport struct {
 	RouteChange int                    `json:"routeChanges"`
 	PodsChurned int                    `json:"podsChurned"`
 	Rotations   int                    `json:"rootRotations"`
+	Retirements int                    `json:"rootRetirements"`
 	CertsIssued int                    `json:"certificatesIssued"`
 	Before      map[string]agentSample `json:"before"`
 	After       map[string]agentSample `json:"after"`
@@ -154,18 +155,39 @@ func (c *soakChurn) next() {
 		c.report.RouteChange++
 	case 1:
 		name := fmt.Sprintf("web-v1-n%d", i)
-		if err := replacePod(c.e, name, c.extra); err != nil {
+		// The replacement lands on either node in turn, so both agents
+		// see local pods come and go.
+		node := []string{"node-a", "node-b"}[(i/4)%2]
+		if err := replacePod(c.e, name, node, c.extra); err != nil {
 			c.t.Errorf("churn: %v", err)
 			return
 		}
 		c.extra = name
 		c.report.PodsChurned++
 	case 3:
-		out, err := exec.Command(filepath.Join(binDir, "skein-ca"), "--dir", filepath.Join(c.e.lab.CADir(), "keys"), "rotate").CombinedOutput()
-		if err != nil {
-			c.t.Errorf("skein-ca rotate: %v: %s", err, out)
+		// A root rotation the way an operator does it: rotate, and retire
+		// the old root once every certificate it signed has expired (two
+		// minutes here, 120s after the rotation); in between, a route
+		// change.
+		switch (i / 4) % 3 {
+		case 0:
+			out, err := exec.Command(filepath.Join(binDir, "skein-ca"), "--dir", filepath.Join(c.e.lab.CADir(), "keys"), "rotate").CombinedOutput()
+			if err != nil {
+				c.t.Errorf("skein-ca rotate: %v: %s", err, out)
+			}
+			c.report.Rotations++
+		case 1:
+			if err := c.e.lab.SetObjects(soakRoutes(50, 50)); err != nil {
+				c.t.Errorf("route change: %v", err)
+			}
+			c.report.RouteChange++
+		case 2:
+			out, err := exec.Command(filepath.Join(binDir, "skein-ca"), "--dir", filepath.Join(c.e.lab.CADir(), "keys"), "retire").CombinedOutput()
+			if err != nil {
+				c.t.Errorf("skein-ca retire: %v: %s", err, out)
+			}
+			c.report.Retirements++
 		}
-		c.report.Rotations++
 	}
 }
 
@@ -242,13 +264,9 @@ churn:
 
 // replacePod adds a web-v1 pod and, once it serves, takes old out of
 // rotation (not ready) before deleting it, as a rolling update does.
-func replacePod(e *env, name, old string) error {
+func replacePod(e *env, name, node, old string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	node := "node-b"
-	if len(name)%2 == 0 {
-		node = "node-a"
-	}
 	if err := e.lab.AddPod(ctx, lab.PodSpec{Name: name, Namespace: "shop", Node: node, ServiceAccount: "web",
 		Labels: map[string]string{"app": "web", "version": "v1"}, Command: []string{"skein-lab", "echo"}}); err != nil {
 		return err

@@ -280,8 +280,12 @@ func (h *Handle) Done(r Result) {
 	}
 	failed := r.failed()
 	// Results that arrive while the endpoint is ejected (requests sent
-	// before) leave it untried, so it comes back costed like a new one.
-	first := !e.tried.Load() && e.ejectedUntil.Load() <= now && e.tried.CompareAndSwap(false, true)
+	// before) leave it untried, so it comes back costed like a new one; so
+	// does a failed connect (a pod listed before it listens), which the
+	// connect backoff handles: counting it as tried would leave the
+	// starting guess in place for a Decay period and P2C would shun the
+	// endpoint once it serves.
+	first := !r.ConnectFailed && !e.tried.Load() && e.ejectedUntil.Load() <= now && e.tried.CompareAndSwap(false, true)
 	if first && !failed {
 		// The first answer replaces the starting estimate outright: it
 		// was a guess, and blending would keep it for a Decay period.

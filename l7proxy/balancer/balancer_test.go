@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -400,4 +402,30 @@ func TestConnectBackoff(t *testing.T) {
 	feed(t, b, dead, Result{Status: 200})
 	feed(t, b, dead, Result{ConnectFailed: true})
 	require.Equal(t, now().Add(100*time.Millisecond), until())
+}
+
+// TestNewEndpointRefusingFirst: an endpoint that refuses its first
+// connects (listed before it listens) is still costed like a new one once
+// its backoff is over, so P2C sends it traffic as soon as it serves.
+func TestNewEndpointRefusingFirst(t *testing.T) {
+	b, clk, addrs := newTestBalancer(t, Config{Outlier: OutlierConfig{ConsecutiveConnectFailures: -1}}, 2)
+	for range 50 { // the warm endpoints answer in 1ms
+		for _, a := range addrs {
+			feed(t, b, a, Result{Status: 200, Latency: time.Millisecond})
+		}
+	}
+	fresh := netip.MustParseAddrPort("10.0.9.9:80")
+	b.Update(append(slices.Clone(addrs), fresh))
+	feed(t, b, fresh, Result{ConnectFailed: true, Latency: 100 * time.Microsecond})
+	clk.Advance(time.Second) // past the backoff; the 30ms starting guess barely decays
+	n := 0
+	for range 300 {
+		h, err := b.Pick()
+		require.NoError(t, err)
+		if h.Addr() == fresh {
+			n++
+		}
+		h.Done(Result{Status: 200, Latency: time.Millisecond})
+	}
+	require.Greater(t, n, 30, "the endpoint got %d of 300 picks once it served", n)
 }

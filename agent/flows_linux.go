@@ -296,6 +296,7 @@ func (a *Agent) Flows(q admin.FlowQuery) (admin.Flows, error) {
 		return admin.Flows{}, err
 	}
 	d := a.state.Load()
+	proxies := a.trustedSources()
 	out := admin.Flows{Enabled: true, Flows: []admin.Flow{}}
 	for _, l := range live {
 		f := admin.Flow{Direction: l.Direction.String(), Local: l.Local.String(), Peer: l.Peer.String(),
@@ -329,7 +330,7 @@ func (a *Agent) Flows(q admin.FlowQuery) (admin.Flows, error) {
 		case d.table.Workloads[named.Addr()] != nil:
 			p := d.table.Workloads[named.Addr()]
 			f.PeerName = "pod " + p.Namespace + "/" + p.Pod
-		case slices.Contains(a.trustedSources(), named.Addr()):
+		case slices.Contains(proxies, named.Addr()):
 			f.PeerName = "node proxy"
 		}
 		out.Flows = append(out.Flows, f)
